@@ -1,0 +1,5 @@
+"""Analysis tools: cost profiling (and, later, loss landscapes)."""
+
+from bnext.analysis.profile import LayerCost, ModelCost, profile_model
+
+__all__ = ["LayerCost", "ModelCost", "profile_model"]
