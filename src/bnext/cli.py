@@ -1,0 +1,44 @@
+"""The ``bnext`` command line tool: one program, one subcommand per task."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from bnext.commands import eval_cmd, profile_cmd, teachers_cmd, train_cmd
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "train": ("train a model from a YAML recipe", train_cmd.add_arguments, train_cmd.run),
+    "eval": ("evaluate a checkpoint: top-1 / top-5", eval_cmd.add_arguments, eval_cmd.run),
+    "profile": ("per-layer parameters, size, BOPs, FLOPs, OPs", profile_cmd.add_arguments, profile_cmd.run),
+    "teachers": ("rank teachers by Knowledge Complexity", teachers_cmd.add_arguments, teachers_cmd.run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnext", description="Accurate and fast binary neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bnext.errors import UserError
+
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as error:
+        print(f"bnext {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bnext {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

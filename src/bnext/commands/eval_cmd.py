@@ -1,0 +1,55 @@
+"""``bnext eval``: top-1 / top-5 of a checkpoint on a dataset's validation split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a bnext checkpoint (best.pt, last.pt, quantized)")
+    parser.add_argument("--dataset", help="dataset kind (default: the one the checkpoint was trained on)")
+    parser.add_argument("--data-dir", help="dataset root (default: the checkpoint's)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bnext.checkpoint import model_from_checkpoint
+    from bnext.config import DEFAULTS, _merge
+    from bnext.config import parse_override as parse
+    from bnext.data import build_data
+    from bnext.errors import UserError
+    from bnext.train import evaluate
+
+    model, payload = model_from_checkpoint(args.checkpoint)
+    import copy
+
+    config = _merge(copy.deepcopy(DEFAULTS), payload.get("config") or {})
+    for key, value in (
+        ("data.dataset", args.dataset),
+        ("data.data_dir", args.data_dir),
+        ("train.batch_size", args.batch_size),
+        ("data.subset", None),
+    ):
+        if value is not None or key == "data.subset":
+            _merge(config, parse(f"{key}={json.dumps(value)}"))
+    for text in args.overrides:
+        _merge(config, parse(text))
+    data = build_data(config)
+    model_classes = payload.get("num_classes") or payload["model_kwargs"].get("num_classes")
+    if model_classes is not None and model_classes != data.num_classes:
+        raise UserError(
+            f"the checkpoint predicts {model_classes} classes but {config['data']['dataset']!r} has "
+            f"{data.num_classes}: evaluate on the dataset it was trained on"
+        )
+    result = evaluate(model, data.val, progress=True)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  loss {result['loss']:.4f}  "
+            f"({result['count']} images, {result['skipped']} unreadable skipped)"
+        )
+    return 0

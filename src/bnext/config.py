@@ -1,0 +1,140 @@
+"""Training configuration: defaults, YAML recipes and ``--set key=value`` overrides.
+
+A config is a nested dict. Every key a recipe or an override names must exist
+in ``DEFAULTS`` (a typo is an error with a suggestion, not a silent no-op).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bnext.errors import UserError
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "name": "bnext_tiny",
+        "kwargs": {},  # passed to bnext.create_model (stem_stride, width_multiplier, elm_attention, ...)
+    },
+    "data": {
+        "dataset": "fashion-mnist",  # imagenet | cifar10 | cifar100 | fashion-mnist | folder | synthetic
+        "data_dir": None,
+        "download": False,  # torchvision datasets: download when missing (needs network)
+        "subset": None,  # first N training images, for quick runs
+        "image_size": 32,
+        "augment": "cifar",  # cifar (pad-4 crop + flip) | imagenet (RRC + flip + RandAugment) | none
+        "randaugment": "rand-m7-mstd0.5",  # timm string; "" turns RandAugment off
+        "mixup": 0.0,  # mixup alpha (0 = off)
+        "cutmix": 0.0,  # cutmix alpha (0 = off)
+        "repeated_aug": 1,  # repeated augmentation count (1 = off)
+        "num_workers": 2,
+        "synthetic_size": 512,  # images per split of the synthetic dataset
+        "synthetic_classes": 10,
+    },
+    "train": {
+        "epochs": 10,
+        "batch_size": 128,  # global batch (split over DDP ranks)
+        "lr": 1e-3,
+        "betas": [0.99, 0.999],
+        "weight_decay_conv": 1e-8,  # every 4-D parameter (authors' code)
+        "weight_decay_other": 1e-3,
+        "warmup_epochs": 5,
+        "warmup_lr": 1e-5,
+        "min_lr": 1e-7,
+        "clip_grad": 5.0,
+        "temperature_decay": 0.9,  # per epoch; "auto" reaches exact sign by the end of a short run
+        "label_smoothing": 0.0,
+        "amp": False,  # bf16 autocast on CPU, fp16 (with loss scaling) on CUDA
+        "amp_dtype": "auto",  # auto | bf16 | fp16
+        "channels_last": False,
+        "compile": False,
+        "ema_decay": 0.0,  # EMA of weights (0 = off)
+        "seed": 0,
+        "eval_every": 1,
+        "threads": None,  # torch CPU threads (None = torch's default)
+    },
+    "distill": {
+        "mode": "none",  # none | kd | gap_sensitive
+        "strong": None,
+        "assistants": [],
+        "teacher_amp": True,  # teachers under autocast (bf16 on CPU, fp16 on CUDA)
+    },
+    "output": "runs/default",
+    "tensorboard": False,
+}
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _coerce(value: Any) -> Any:
+    """YAML 1.1 reads ``3e-3`` (no dot) as a string; read such strings as floats."""
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_coerce(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _coerce(v) for k, v in value.items()}
+    return value
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    for key, value in update.items():
+        dotted = f"{path}{key}"
+        if key not in base:
+            close = difflib.get_close_matches(key, list(base), n=1)
+            hint = f" (did you mean {path}{close[0]}?)" if close else ""
+            raise UserError(f"unknown config key {dotted!r}{hint}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise UserError(f"config key {dotted!r} must be a mapping, got {value!r}")
+            if key == "kwargs":  # free-form: model arguments are not known in advance
+                base[key] = {**base[key], **_coerce(copy.deepcopy(dict(value)))}
+            else:
+                _merge(base[key], value, dotted + ".")
+        else:
+            base[key] = _coerce(copy.deepcopy(value))
+    return base
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b=3`` -> ``{"a": {"b": 3}}`` with the value parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"--set takes key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as error:
+        raise UserError(f"--set {key}: cannot parse value {raw!r}: {error}") from error
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """DEFAULTS, then the YAML recipe at ``path`` (if any), then each ``key=value`` override."""
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} not found (recipes live under configs/)")
+        try:
+            recipe = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"config file {path} is not valid YAML: {error}") from error
+        if not isinstance(recipe, Mapping):
+            raise UserError(f"config file {path} must hold a mapping at the top level")
+        _merge(config, recipe)
+    for text in overrides:
+        _merge(config, parse_override(text))
+    return config

@@ -1,0 +1,110 @@
+"""Datasets and loaders: ImageNet / image folders, CIFAR-10/100, Fashion-MNIST, synthetic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bnext.data import augment, memory
+from bnext.data.folders import SafeImageFolder
+from bnext.data.loader import FileLoader, InMemoryLoader
+from bnext.errors import UserError
+
+DATASETS = ("imagenet", "cifar10", "cifar100", "fashion-mnist", "folder", "synthetic")
+_STATS = {
+    "fashion-mnist": ((0.2860,) * 3, (0.3530,) * 3),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "synthetic": ((0.5,) * 3, (0.25,) * 3),
+}
+
+
+def input_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) in [0, 1] units that ``dataset`` is normalized with."""
+    return _STATS.get(dataset, (augment.IMAGENET_MEAN, augment.IMAGENET_STD))
+
+
+@dataclass
+class DataBundle:
+    """Train and validation loaders plus what a model needs to know about the data."""
+
+    train: InMemoryLoader | FileLoader
+    val: InMemoryLoader | FileLoader
+    num_classes: int
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: int
+
+
+def _memory_splits(name: str, cfg: dict[str, Any], seed: int) -> tuple[memory.ArraySplit, memory.ArraySplit]:
+    root, size = cfg["data_dir"], cfg["image_size"]
+    if name == "fashion-mnist":
+        return memory.fashion_mnist(root, True, size), memory.fashion_mnist(root, False, size)
+    if name in ("cifar10", "cifar100"):
+        classes = 10 if name == "cifar10" else 100
+        return (memory.cifar(root, True, classes, cfg["download"]), memory.cifar(root, False, classes, cfg["download"]))
+    count, classes = cfg["synthetic_size"], cfg["synthetic_classes"]
+    return memory.synthetic(count, classes, size, seed), memory.synthetic(count // 4, classes, size, seed + 1)
+
+
+def _folder_datasets(name: str, cfg: dict[str, Any]) -> tuple[SafeImageFolder, SafeImageFolder]:
+    if not cfg["data_dir"]:
+        raise UserError(f"dataset {name!r} needs data.data_dir (a folder with train/ and val/ class folders)")
+    root, size = Path(cfg["data_dir"]), cfg["image_size"]
+    mean, std = augment.IMAGENET_MEAN, augment.IMAGENET_STD
+    if cfg["augment"] == "imagenet":
+        train_tf = augment.imagenet_train_transform(size, cfg["randaugment"], mean, std)
+        val_tf = augment.eval_transform(size, mean, std)
+    else:
+        train_tf = augment.cifar_file_transform(size, mean, std, train=cfg["augment"] == "cifar")
+        val_tf = augment.cifar_file_transform(size, mean, std, train=False)
+    return SafeImageFolder(root / "train", train_tf), SafeImageFolder(root / "val", val_tf)
+
+
+def build_data(config: dict[str, Any], rank: int = 0, world: int = 1) -> DataBundle:
+    """Loaders for ``config['data']`` with the global batch of ``config['train']`` split over ``world`` ranks."""
+    cfg, train_cfg = config["data"], config["train"]
+    name = cfg["dataset"]
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    batch = train_cfg["batch_size"] // world
+    if batch < 1:
+        raise UserError(f"batch_size {train_cfg['batch_size']} is smaller than the {world} ranks")
+    seed, repeats = train_cfg["seed"], cfg["repeated_aug"]
+    if name in ("imagenet", "folder"):
+        train_set, val_set = _folder_datasets(name, cfg)
+        if cfg["subset"]:
+            train_set.samples = train_set.samples[: cfg["subset"]]
+            train_set.targets = train_set.targets[: cfg["subset"]]
+        common = dict(seed=seed, rank=rank, world=world, num_workers=cfg["num_workers"])
+        return DataBundle(
+            FileLoader(train_set, batch, True, repeats=repeats, **common),
+            FileLoader(val_set, batch, False, **common),
+            len(train_set.classes),
+            list(train_set.classes),
+            augment.IMAGENET_MEAN,
+            augment.IMAGENET_STD,
+            cfg["image_size"],
+        )
+    train_split, val_split = _memory_splits(name, cfg, seed)
+    train_split = train_split.head(cfg["subset"])
+    mean, std = input_stats(name)
+    mean_t, std_t = torch.tensor(mean), torch.tensor(std)
+    do_augment = cfg["augment"] != "none"
+    common = dict(mean=mean_t, std=std_t, seed=seed, rank=rank, world=world)
+    return DataBundle(
+        InMemoryLoader(train_split, batch, train=True, repeats=repeats, augment=do_augment, **common),
+        InMemoryLoader(val_split, batch, train=False, **common),
+        train_split.num_classes,
+        train_split.classes,
+        mean,
+        std,
+        train_split.images.shape[-1],
+    )
+
+
+__all__ = ["DATASETS", "DataBundle", "build_data", "input_stats"]

@@ -1,0 +1,57 @@
+"""Image-folder datasets (ImageNet, any ``train/CLASS/*.jpg`` tree) with validation and corrupt-image skipping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from bnext.errors import UserError
+
+
+def check_image_folder(root: Path) -> None:
+    """Fail clearly on a missing root, no class folders, or an empty class folder."""
+    if not root.is_dir():
+        raise UserError(f"dataset folder {root} does not exist: point data.data_dir at the dataset root")
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise UserError(f"{root} has no class folders: expected {root}/CLASS_NAME/image.jpg")
+    for folder in classes:
+        if not any(f.suffix.lower() in IMG_EXTENSIONS for f in folder.rglob("*") if f.is_file()):
+            raise UserError(
+                f"class folder {folder} holds no images ({', '.join(IMG_EXTENSIONS)}): remove it or add images"
+            )
+
+
+class SafeImageFolder(ImageFolder):
+    """ImageFolder that yields None for an unreadable image instead of raising; see ``collate_skipping``."""
+
+    def __init__(self, root: str | Path, transform: Any = None) -> None:
+        check_image_folder(Path(root))
+        super().__init__(str(root), transform=transform)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        path, target = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target
+
+
+def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Stack the readable samples; also return how many were skipped as unreadable."""
+    good = [item for item in batch if item is not None]
+    skipped = len(batch) - len(good)
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), skipped
+    images = torch.stack([item[0] for item in good])
+    labels = torch.tensor([item[1] for item in good], dtype=torch.int64)
+    return images, labels, skipped

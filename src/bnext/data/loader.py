@@ -1,0 +1,158 @@
+"""Epoch-deterministic batch iterators shared by in-memory and image-file datasets.
+
+The sample order and the augmentation randomness of epoch ``e`` depend only on
+``(seed, e)`` (and the batch index), so a run resumed at any batch sees exactly
+the batches it would have seen, and DDP ranks read disjoint shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bnext.data.augment import normalize, pad_crop_flip
+from bnext.data.folders import collate_skipping
+from bnext.data.memory import ArraySplit
+
+Batch = tuple[torch.Tensor, torch.Tensor, int]  # images, labels, skipped-as-unreadable
+
+
+def epoch_indices(
+    count: int, epoch: int, seed: int, *, shuffle: bool, rank: int = 0, world: int = 1, repeats: int = 1
+) -> torch.Tensor:
+    """This rank's sample indices for ``epoch``: a seeded permutation, optionally repeated, sharded.
+
+    With ``repeats > 1`` (repeated augmentation) every index appears ``repeats``
+    times in a row before sharding, so the copies land on different ranks, and
+    the epoch keeps ``count`` samples in total.
+    """
+    if shuffle:
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    else:
+        order = torch.arange(count)
+    if repeats > 1:
+        order = order.repeat_interleave(repeats)[:count]
+    if not shuffle:  # evaluation: every sample exactly once over all ranks
+        return order[rank::world]
+    per_rank = count // world  # training: equal shards so DDP ranks step together
+    return order[rank : per_rank * world : world]
+
+
+class EpochSampler(Sampler[int]):
+    """Sampler over ``epoch_indices`` that can start mid-epoch (``set_epoch(epoch, start)``)."""
+
+    def __init__(self, count: int, seed: int, *, shuffle: bool, rank: int, world: int, repeats: int = 1) -> None:
+        self.count, self.seed, self.shuffle = count, seed, shuffle
+        self.rank, self.world, self.repeats = rank, world, repeats
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _indices(self) -> torch.Tensor:
+        return epoch_indices(
+            self.count,
+            self.epoch,
+            self.seed,
+            shuffle=self.shuffle,
+            rank=self.rank,
+            world=self.world,
+            repeats=self.repeats,
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices()) - self.start
+
+
+@dataclass
+class InMemoryLoader:
+    """Batches of an ``ArraySplit``, augmented per batch with tensor ops (``augment`` = pad-4 crop + flip)."""
+
+    split: ArraySplit
+    batch_size: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    train: bool
+    seed: int = 0
+    rank: int = 0
+    world: int = 1
+    repeats: int = 1
+    augment: bool = True
+
+    def __len__(self) -> int:
+        count = len(
+            epoch_indices(
+                len(self.split),
+                0,
+                self.seed,
+                shuffle=self.train,
+                rank=self.rank,
+                world=self.world,
+                repeats=self.repeats,
+            )
+        )
+        return count // self.batch_size if self.train else -(-count // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        indices = epoch_indices(
+            len(self.split),
+            epoch,
+            self.seed,
+            shuffle=self.train,
+            rank=self.rank,
+            world=self.world,
+            repeats=self.repeats,
+        )
+        for batch in range(start_batch, len(self)):
+            chosen = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
+            images = self.split.images[chosen]
+            if self.train and self.augment:
+                generator = torch.Generator().manual_seed(((self.seed * 7919 + epoch) * 1_000_003 + batch) % 2**63)
+                images = pad_crop_flip(images, 4, generator)
+            yield normalize(images, self.mean, self.std), self.split.labels[chosen], 0
+
+
+@dataclass
+class FileLoader:
+    """Batches of an image-file dataset through a DataLoader with an ``EpochSampler``."""
+
+    dataset: Dataset
+    batch_size: int
+    train: bool
+    seed: int = 0
+    rank: int = 0
+    world: int = 1
+    repeats: int = 1
+    num_workers: int = 2
+    worker_init: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.sampler = EpochSampler(
+            len(self.dataset), self.seed, shuffle=self.train, rank=self.rank, world=self.world, repeats=self.repeats
+        )
+
+    def __len__(self) -> int:
+        self.sampler.set_epoch(0)
+        count = len(self.sampler)
+        return count // self.batch_size if self.train else -(-count // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        self.sampler.set_epoch(epoch, start_batch * self.batch_size)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_skipping,
+            drop_last=self.train,
+            generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch * 1009 + start_batch),
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+        yield from loader

