@@ -94,3 +94,10 @@ def test_width_multiplier_and_stem_stride():
     assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="stem_stride"):
         bnext.create_model("bnext18", stem_stride=3)
+
+
+@pytest.mark.parametrize("name,size", [("bnext_tiny", 28), ("bnext18", 40), ("reactnet_a", 36)])
+def test_input_size_the_strides_cannot_take_is_a_clear_error(name, size):
+    model = bnext.create_model(name, num_classes=10)
+    with pytest.raises(UserError, match="divisible by"):
+        model(torch.randn(1, 3, size, size))

@@ -131,3 +131,28 @@ def test_mixup_cutmix_and_repeated_aug_options_train(tmp_path):
     config["data"].update(mixup=0.8, cutmix=1.0, repeated_aug=3)
     record = Trainer(config).fit()
     assert torch.isfinite(torch.tensor(record["train_loss"]))
+
+
+def test_batchnorm_recalibration_equals_average_of_batch_statistics(tmp_path):
+    from bnext.train.evaluate import recalibrate_batchnorm
+
+    trainer = Trainer(tiny_config(tmp_path, epochs=1))
+    model = trainer.model
+    batches = [images for images, _, _ in trainer.data.train.epoch(1_000_000 + 3)][:3]
+    with torch.no_grad():
+        means = [model.stem.conv1(images).mean(dim=(0, 2, 3)) for images in batches]
+    recalibrate_batchnorm(model, trainer.data.train, epoch=3, batches=3, device=torch.device("cpu"))
+    torch.testing.assert_close(model.stem.bn1.running_mean, torch.stack(means).mean(0), rtol=1e-5, atol=1e-6)
+    assert model.stem.bn1.momentum == 0.1 and model.training
+
+
+def test_per_step_temperature_is_continuous_and_ends_binary(tmp_path):
+    from bnext.train.schedule import temperature_at_epoch
+
+    cfg = {"temperature_decay": "auto", "epochs": 3}
+    assert temperature_at_epoch(0.5, cfg) == pytest.approx(temperature_at_epoch(1, cfg) ** 0.5)
+    assert temperature_at_epoch(2.7, cfg) == temperature_at_epoch(2, cfg) < 1e-7
+    config = tiny_config(tmp_path, epochs=3, temperature_decay="auto", temperature_per_step=True)
+    trainer = Trainer(config)
+    trainer.fit()
+    assert float(trainer.model.blocks[0].mixer.binary_conv.temperature) < 1e-7

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "min_lr": 1e-7,
         "clip_grad": 5.0,
         "temperature_decay": 0.9,  # per epoch; "auto" reaches exact sign by the end of a short run
+        "temperature_per_step": False,  # decay smoothly within the epoch instead of at its boundary
+        "bn_recalibration_batches": 0,  # re-estimate BatchNorm statistics on N train batches before eval
         "label_smoothing": 0.0,
         "amp": False,  # bf16 autocast on CPU, fp16 (with loss scaling) on CUDA
         "amp_dtype": "auto",  # auto | bf16 | fp16
@@ -121,9 +123,14 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """DEFAULTS, then the YAML recipe at ``path`` (if any), then each ``key=value`` override."""
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """DEFAULTS, then ``base`` (e.g. the config stored in a checkpoint), then the YAML recipe
+    at ``path`` (if any), then each ``key=value`` override."""
     config = copy.deepcopy(DEFAULTS)
+    if base:
+        _merge(config, base)
     if path is not None:
         path = Path(path)
         if not path.is_file():

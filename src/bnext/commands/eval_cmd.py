@@ -17,28 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bnext.checkpoint import model_from_checkpoint
-    from bnext.config import DEFAULTS, _merge
-    from bnext.config import parse_override as parse
+    from bnext.config import load_config
     from bnext.data import build_data
     from bnext.errors import UserError
     from bnext.train import evaluate
 
     model, payload = model_from_checkpoint(args.checkpoint)
-    import copy
-
-    config = _merge(copy.deepcopy(DEFAULTS), payload.get("config") or {})
-    for key, value in (
-        ("data.dataset", args.dataset),
-        ("data.data_dir", args.data_dir),
-        ("train.batch_size", args.batch_size),
-        ("data.subset", None),
-    ):
-        if value is not None or key == "data.subset":
-            _merge(config, parse(f"{key}={json.dumps(value)}"))
-    for text in args.overrides:
-        _merge(config, parse(text))
+    flags = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "train.batch_size": args.batch_size}
+    overrides = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    config = load_config(None, ["data.subset=null", *overrides, *args.overrides], base=payload.get("config"))
     data = build_data(config)
-    model_classes = payload.get("num_classes") or payload["model_kwargs"].get("num_classes")
+    model_classes = payload["model_kwargs"].get("num_classes")
     if model_classes is not None and model_classes != data.num_classes:
         raise UserError(
             f"the checkpoint predicts {model_classes} classes but {config['data']['dataset']!r} has "

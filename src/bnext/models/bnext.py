@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bnext.models.input_size import check_input_size
 from bnext.models.registry import register_model
 from bnext.nn import BNextBlock
 
@@ -74,6 +75,7 @@ class BNext(nn.Module):
         self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, self.stem.conv1.stride[0] * 8, "BNext")
         return self.blocks(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

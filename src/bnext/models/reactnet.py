@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from bnext.models.bnext import WIDTHS
+from bnext.models.input_size import check_input_size
 from bnext.models.registry import register_model
 from bnext.nn.baseline_blocks import ReActBlock
 
@@ -28,6 +29,7 @@ class ReActNetA(nn.Module):
         self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, self.conv1.stride[0] * 8, "ReActNetA")
         x = self.blocks(self.bn1(self.conv1(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
 

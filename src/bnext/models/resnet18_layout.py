@@ -8,6 +8,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from bnext.models.input_size import check_input_size
 from bnext.models.registry import register_model
 from bnext.nn import BNext18Block
 from bnext.nn.baseline_blocks import BinaryNetBlock, BiRealBlock
@@ -46,6 +47,7 @@ class ResNet18Layout(nn.Module):
         else:
             raise ValueError(f"stem_stride must be 1 (32 px inputs) or 2 (ImageNet), got {stem_stride}")
         self.bn1 = nn.BatchNorm2d(widths[0])
+        self.total_stride = (4 if stem_stride == 2 else 1) * 8
         in_width = widths[0]
         for index, width in enumerate(widths):
             stride = 1 if index == 0 else 2
@@ -57,6 +59,7 @@ class ResNet18Layout(nn.Module):
         self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, self.total_stride, type(self).__name__)
         x = self.maxpool(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(self.layer0(x))))
 

@@ -59,3 +59,34 @@ def evaluate(
         "count": int(count),
         "skipped": int(skipped),
     }
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, loader, epoch: int, batches: int, device: torch.device, channels_last: bool = False
+) -> None:
+    """Re-estimate BatchNorm running statistics as plain averages over ``batches`` training batches.
+
+    A BNN's BatchNorm inputs shift whenever latent weights flip sign, so the
+    running averages gathered during the epoch lag behind the final weights;
+    fresh statistics of the final weights make eval (and the checkpoint) match
+    them. Uses a batch order of its own, so training randomness is untouched.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in norms]
+    was_training = model.training
+    model.train()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    for index, (images, _, _) in enumerate(loader.epoch(1_000_000 + epoch)):
+        if index >= batches:
+            break
+        images = images.to(device)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        model(images)
+    for m, (momentum, training) in zip(norms, saved, strict=True):
+        m.momentum = momentum
+        m.train(training)
+    model.train(was_training)

@@ -31,7 +31,8 @@ def parameter_groups(model: nn.Module, weight_decay_conv: float, weight_decay_ot
 
 def build_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.AdamW:
     groups = parameter_groups(model, cfg["weight_decay_conv"], cfg["weight_decay_other"])
-    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]))
+    # foreach: one fused kernel per group instead of a Python loop per tensor (same math, faster on CPU).
+    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), foreach=True)
 
 
 def lr_at_epoch(epoch: int, cfg: dict[str, Any]) -> float:
@@ -63,6 +64,10 @@ def temperature_decay_factor(cfg: dict[str, Any]) -> float:
     return decay
 
 
-def temperature_at_epoch(epoch: int, cfg: dict[str, Any]) -> float:
-    """Temperature while training ``epoch`` (1 at epoch 0, times the factor at each boundary)."""
-    return temperature_decay_factor(cfg) ** epoch
+def temperature_at_epoch(epoch: float, cfg: dict[str, Any]) -> float:
+    """Temperature at ``epoch`` (1 at epoch 0, times the factor per epoch).
+
+    ``epoch`` may be fractional (``temperature_per_step``); the last epoch is
+    never exceeded, so "auto" still trains the whole last epoch with exact sign.
+    """
+    return temperature_decay_factor(cfg) ** min(epoch, max(0, cfg["epochs"] - 1))

@@ -24,7 +24,7 @@ from bnext.models import create_model
 from bnext.nn import set_temperature
 from bnext.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from bnext.train.ema import WeightEMA
-from bnext.train.evaluate import evaluate
+from bnext.train.evaluate import evaluate, recalibrate_batchnorm
 from bnext.train.losses import ClassificationLoss
 from bnext.train.metrics import MetricsLog
 from bnext.train.rng import capture_rng, restore_rng, seed_everything
@@ -170,6 +170,8 @@ class Trainer:
         if self.info.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        if self.metrics is not None and (self.start_epoch, self.start_batch) == (0, 0):
+            self.metrics.resume(0)  # a fresh run into an old folder starts a fresh metrics.jsonl
         record: dict[str, Any] = {}
         with self._deferred_interrupt():
             for epoch in range(self.start_epoch, self.cfg["epochs"]):
@@ -212,6 +214,9 @@ class Trainer:
         record = {"epoch": epoch, "lr": lr, "temperature": temperature, **train}
         record.update(self.criterion.epoch_info(epoch))
         if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
+            if cfg["bn_recalibration_batches"]:
+                recalibrate_batchnorm(self.model, self.data.train, epoch, cfg["bn_recalibration_batches"],
+                                      self.info.device, cfg["channels_last"])
             val = evaluate(
                 self.model, self.data.val, self.info, channels_last=cfg["channels_last"], autocast_dtype=self.amp_dtype
             )
@@ -248,6 +253,8 @@ class Trainer:
         tick = time.perf_counter()
         for index, (images, labels, skipped) in enumerate(self.data.train.epoch(epoch, start), start=start):
             data_done = time.perf_counter()
+            if cfg["temperature_per_step"]:
+                set_temperature(self.model, temperature_at_epoch(epoch + index / total, cfg))
             sums["skipped"] += skipped
             if len(labels):
                 loss, correct = self._step(images, labels, epoch)

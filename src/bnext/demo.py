@@ -1,0 +1,121 @@
+"""The main job (``make demo``): a short BNext run on Fashion-MNIST with knowledge distillation.
+
+1. Train (or reuse) a small full-precision teacher (``configs/fashion_mnist/teacher.yaml``).
+2. Distill the BNext student from it (``configs/fashion_mnist/default.yaml``).
+3. Report test accuracy, where the checkpoint / metrics / curves are, the model's
+   cost, and write ``benchmarks/results/demo_fashion_mnist.json``. The accuracy of
+   the same student without KD is quoted from the KD ablation benchmark (training
+   it here too would double the demo's ten minutes).
+
+    python -m bnext.demo [--output runs/demo] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from bnext.benchmarking import write_result
+from bnext.checkpoint import CheckpointError, read_checkpoint
+from bnext.config import load_config
+from bnext.train import Trainer
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs" / "fashion_mnist"
+
+
+def _usable(path: Path, epochs: int) -> bool:
+    """A finished teacher run at ``path`` (a damaged or unfinished one is retrained)."""
+    try:
+        return read_checkpoint(path).get("epoch") == epochs
+    except CheckpointError:
+        return False
+
+
+def train_teacher(output: Path, overrides: list[str]) -> tuple[Path, dict]:
+    config = load_config(CONFIGS / "teacher.yaml", [f"output={output}", *overrides])
+    last = output / "last.pt"
+    if _usable(last, config["train"]["epochs"]):
+        payload = read_checkpoint(last)
+        print(f"teacher: reusing {last} (val top-1 {payload['best_top1']:.2f}%)")
+        return last, {"reused": True, "val_top1": payload["best_top1"], "seconds": 0.0}
+    start = time.perf_counter()
+    record = Trainer(config).fit()
+    seconds = time.perf_counter() - start
+    print(f"teacher: {config['model']['name']} val top-1 {record['val_top1']:.2f}% in {seconds:.0f} s")
+    return last, {"reused": False, "val_top1": record["val_top1"], "seconds": seconds}
+
+
+def train_student(output: Path, teacher: Path, overrides: list[str]) -> tuple[Trainer, dict, float]:
+    config = load_config(CONFIGS / "default.yaml", [f"output={output}", f"distill.strong={teacher}", *overrides])
+    start = time.perf_counter()
+    trainer = Trainer(config)
+    record = trainer.fit()
+    return trainer, record, time.perf_counter() - start
+
+
+def _recorded_without_kd() -> float | None:
+    """Test top-1 of the same recipe trained with cross-entropy only, from the KD ablation benchmark."""
+    path = REPO / "benchmarks" / "results" / "kd_ablation.json"
+    try:
+        return json.loads(path.read_text())["students"]["a_cross_entropy"]["test_top1"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fashion-MNIST BNext demo with knowledge distillation")
+    parser.add_argument("--output", default="runs/demo")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the student recipe")
+    parser.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "demo_fashion_mnist.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(args.output)
+    started = time.perf_counter()
+    teacher_path, teacher = train_teacher(out / "teacher", [])
+    trainer, record, seconds = train_student(out / "student", teacher_path, args.overrides)
+
+    from bnext.analysis import profile_model
+
+    cost = profile_model(trainer.model.cpu(), trainer.data.image_size)
+    total = time.perf_counter() - started
+    summary = {
+        "teacher": teacher,
+        "student": {
+            "model": trainer.config["model"],
+            "epochs": trainer.config["train"]["epochs"],
+            "test_top1": record["val_top1"],
+            "test_top5": record["val_top5"],
+            "final_temperature": record["temperature"],
+            "seconds": seconds,
+            "params_binary": cost.params_binary,
+            "params_fp": cost.params_fp,
+            "size_mib": cost.size_mib,
+            "bops": cost.bops,
+            "ops": cost.ops,
+        },
+        "total_seconds": total,
+    }
+    write_result(args.result, summary)
+    student = out / "student"
+    print()
+    print(f"BNext student (KD from the fp teacher): test top-1 {record['val_top1']:.2f}%  "
+          f"top-5 {record['val_top5']:.2f}%  (teacher {teacher['val_top1']:.2f}%)")
+    without_kd = _recorded_without_kd()
+    if without_kd is not None:
+        print(f"same student without KD (cross-entropy, benchmarks/results/kd_ablation.json): "
+              f"test top-1 {without_kd:.2f}%")
+    print(f"binary weights: {cost.params_binary:,} at 1 bit; size {cost.size_mib:.2f} MiB; "
+          f"OPs {cost.ops:.3e}; total time {total / 60:.1f} min")
+    print(f"checkpoint: {student / 'last.pt'}\nmetrics:    {student / 'metrics.jsonl'}\n"
+          f"curves:     {student / 'curves.png'}\nsummary:    {args.result}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The `bnext` command line: help, train -> eval round trip, and bad input as clear errors."""
+
+import json
+
+import pytest
+
+from bnext.cli import COMMANDS, main
+
+TINY = ["--model", "bnext_tiny", "--set", "model.kwargs.width_multiplier=0.25", "--dataset", "synthetic",
+        "--set", "data.synthetic_size=64", "--set", "data.synthetic_classes=4", "--batch-size", "16",
+        "--set", "train.threads=1"]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: bnext" in capsys.readouterr().out
+
+
+def test_train_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "checkpoint:" in printed and str(out / "last.pt") in printed
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result["top1"] == pytest.approx(record["val_top1"]) and result["count"] == 16
+
+
+def test_resume_flag_continues_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--output", str(out)]) == 0
+    assert main(["train", *TINY, "--epochs", "2", "--output", str(out), "--resume", str(out / "last.pt")]) == 0
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--dataset", "folder", "--data-dir", "/nonexistent/images"], "does not exist"),
+    (["train", "--model", "bnext_huge", "--dataset", "synthetic"], "unknown model 'bnext_huge'"),
+    (["train", "--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
+    (["train", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
+    (["eval", "--checkpoint", "/nonexistent.pt"], "no checkpoint file at /nonexistent.pt"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_eval_refuses_a_dataset_with_another_class_count(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--output", str(out)]) == 0
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--set", "data.synthetic_classes=7"]) == 2
+    assert "predicts 4 classes" in capsys.readouterr().err
