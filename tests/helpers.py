@@ -1,6 +1,8 @@
 """Small configs for fast trainer tests."""
 
 import copy
+import os
+import signal
 
 from bnext.config import DEFAULTS
 
@@ -12,3 +14,19 @@ def tiny_config(output, epochs=2, **train):
     config["train"].update({"epochs": epochs, "batch_size": 16, "warmup_epochs": 1, "threads": 1, **train})
     config["output"] = str(output)
     return config
+
+
+class InterruptAt:
+    """Wraps the criterion and sends this process SIGINT at a given call (a Ctrl-C mid-step)."""
+
+    def __init__(self, inner, at_call):
+        self.inner, self.at_call, self.calls = inner, at_call, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls == self.at_call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.inner(*args)

@@ -20,7 +20,7 @@ from bnext.distill import (
 from bnext.distill.criterion import DistillationLoss
 from bnext.errors import UserError
 from bnext.train import Trainer
-from tests.helpers import tiny_config
+from tests.helpers import InterruptAt, tiny_config
 
 TABLE8_KC = {
     "resnet34": 1.487,
@@ -211,11 +211,12 @@ def test_kd_training_logs_schedule_and_resumes_mid_schedule(tmp_path):
     assert all(0 < r["strong_weight"] < 1 for r in records)
 
     first = Trainer(config(tmp_path / "r"))
-    first.cfg["epochs"] = 3  # killed after epoch 3, inside the second assistant's share
-    first.criterion.epochs = 4
-    first.fit()
+    first.criterion = InterruptAt(first.criterion, at_call=6 * 2 + 3)  # Ctrl-C in epoch 2 (second assistant)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
     resumed = Trainer(config(tmp_path / "r"))
     resumed.resume(tmp_path / "r" / "last.pt")
+    assert (resumed.start_epoch, resumed.start_batch) == (2, 3)
     resumed.fit()
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key

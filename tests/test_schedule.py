@@ -29,7 +29,11 @@ def test_parameter_groups_follow_authors_code():
     assert id(model.blocks[0].mixer.binary_conv.weight) in conv_ids
     assert id(model.stem.conv1.weight) in conv_ids
     assert id(model.fc.weight) not in conv_ids and id(model.stem.bn1.weight) not in conv_ids
-    assert len(conv["params"]) + len(other["params"]) == len(list(model.parameters()))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(conv["params"]) + len(other["params"]) == len(trainable)
+    # Only parameters the forward never reads are frozen (the stem's PReLU, plain units' activation1).
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all(name == "stem.prelu.weight" or name.endswith("activation1.weight") for name in frozen)
     optimizer = build_optimizer(model, recipe())
     assert optimizer.defaults["betas"] == (0.99, 0.999)
 

@@ -1,8 +1,6 @@
 """The trainer: exact resume, interrupts, metrics, plots, bad checkpoints and class counts."""
 
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ import torch
 from bnext.checkpoint import CheckpointError, save_checkpoint
 from bnext.errors import UserError
 from bnext.train import Trainer
-from tests.helpers import tiny_config
+from tests.helpers import InterruptAt, tiny_config
 
 
 def weights(trainer):
@@ -37,22 +35,6 @@ def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
     assert_same(weights(straight), weights(resumed))
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
-
-
-class InterruptAt:
-    """Wraps the criterion and sends this process SIGINT at a given call (a Ctrl-C mid-step)."""
-
-    def __init__(self, inner, at_call):
-        self.inner, self.at_call, self.calls = inner, at_call, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def __call__(self, *args):
-        self.calls += 1
-        if self.calls == self.at_call:
-            os.kill(os.getpid(), signal.SIGINT)
-        return self.inner(*args)
 
 
 def test_ctrl_c_saves_and_resume_mid_epoch_is_exact(tmp_path):

@@ -50,10 +50,10 @@ class BinaryConv2d(nn.Module):
     def binary_weight(self) -> torch.Tensor:
         """The weight the forward pass uses (with a straight-through gradient in training)."""
         latent = self.weight
-        if float(self.temperature) < self.sign_below:
-            binary = torch.sign(latent)
-        else:
-            binary = (latent / self.temperature.clamp(min=1e-8)).clamp(-1, 1)
+        # A tensor-valued choice (no Python branch on the buffer): no host sync per layer on
+        # GPUs and no graph break under torch.compile.
+        soft = (latent / self.temperature.clamp(min=1e-8)).clamp(-1, 1)
+        binary = torch.where(self.temperature < self.sign_below, torch.sign(latent), soft)
         if self.scale_mode == "mean_abs":
             binary = binary * latent.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
         if self.training:
