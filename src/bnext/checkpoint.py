@@ -216,6 +216,10 @@ def model_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[nn.Module
             "bnext.create_model(name, num_classes=..., checkpoint=path) instead"
         )
     model = create_model(name, **{**payload.get("model_kwargs", {}), **overrides})
+    if payload.get("quant_config"):
+        from bnext.quant import quantize_model
+
+        quantize_model(model, payload["quant_config"])
     state = from_authors_names(extract_state_dict(payload))
     check_compatible(model, state, str(path))
     model.load_state_dict(state, strict=True)
