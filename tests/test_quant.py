@@ -90,3 +90,24 @@ def test_profile_counts_qops_and_bit_widths_like_table2():
     assert cost.qops == pytest.approx(13.4e6, rel=0.01)  # paper Table 2, BNext-T dagger
     assert cost.ops == pytest.approx(0.77e8, rel=0.01)
     assert cost.size_mib == pytest.approx(5.3, rel=0.03)
+
+
+def test_finetune_leaves_binary_weights_and_trains_the_rest():
+    from bnext.config import load_config
+    from bnext.data import build_data
+    from bnext.quant import finetune_quantized
+
+    config = load_config(None, ["data.dataset=synthetic", "data.synthetic_size=64", "train.batch_size=16"])
+    data = build_data(config)
+    model = bnext.create_model("bnext_tiny", num_classes=10, width_multiplier=0.25)
+    quantize_model(model, "8/8-4/8-4/8-8/8")
+    calibrate(model, [x for x, _, _ in data.train.epoch(0)][:2])
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    losses = finetune_quantized(model, data.train, epochs=1, lr=1e-3)
+    assert len(losses) == 1
+    for name, param in model.named_parameters():
+        if "binary_conv" in name:
+            assert torch.equal(param, before[name]), name
+        assert param.requires_grad or name.endswith(("stem.prelu.weight", "activation1.weight"))
+    assert not torch.equal(model.fc.weight, before["fc.weight"])
+    assert not torch.equal(model.stem.conv1.weight, before["stem.conv1.weight"])

@@ -15,6 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="8/8-4/8-4/8-8/8", help="I-S-E-O W/A bits (default 8/8-4/8-4/8-8/8)")
     parser.add_argument("--sweep", action="store_true", help="evaluate the five configurations of paper Table 7")
     parser.add_argument("--calibration-batches", type=int, default=8, help="training batches for the ranges")
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=0, help="fine-tune with AdamW lr 1e-7, binary layers frozen (paper: 5)"
+    )
+    parser.add_argument("--finetune-lr", type=float, default=1e-7)
     parser.add_argument("--output", help="folder for the quantized checkpoint (quantized.pt)")
     parser.add_argument(
         "--set",
@@ -27,15 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 
-def quantize_and_evaluate(model, data, config: str, batches: int):
-    """Quantize a copy of ``model`` per ``config``, calibrate it, and return (model, top-1, top-5)."""
-    from bnext.quant import calibrate, quantize_model
+def quantize_and_evaluate(model, data, config: str, args: argparse.Namespace):
+    """Quantize a copy of ``model`` per ``config``, calibrate (and fine-tune) it; return (model, top-1, top-5)."""
+    from bnext.quant import calibrate, finetune_quantized, quantize_model
     from bnext.train import evaluate
 
     model = copy.deepcopy(model)
     if config != "32/32":
         quantize_model(model, config)
+        batches = args.calibration_batches
         calibrate(model, (x for _, (x, _, _) in zip(range(batches), data.train.epoch(0), strict=False)))
+        if args.finetune_epochs:
+            finetune_quantized(model, data.train, args.finetune_epochs, args.finetune_lr)
     result = evaluate(model, data.val)
     return model, result["top1"], result["top5"]
 
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             parse_quant_config(text)  # fail on a malformed config before any work
     rows = []
     for text in configs:
-        quantized, top1, top5 = quantize_and_evaluate(model, data, text, args.calibration_batches)
+        quantized, top1, top5 = quantize_and_evaluate(model, data, text, args)
         rows.append({"config": text, "top1": top1, "top5": top5})
         if args.output and not args.sweep:
             path = Path(args.output) / "quantized.pt"
