@@ -87,6 +87,8 @@ def test_quantize_then_eval_and_profile_the_quantized_checkpoint(tmp_path, capsy
                 "8/8-4/8-4/8-8/8",
                 "--calibration-batches",
                 "2",
+                "--finetune-epochs",
+                "1",
                 "--output",
                 str(tmp_path / "q"),
                 "--json",
