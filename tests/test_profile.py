@@ -51,3 +51,11 @@ def test_profile_cli_table_and_unknown_model(capsys):
     assert "layer1.0.mixer.binary_conv" in out and "BOPs" in out
     assert main(["profile", "resnet9000"]) == 2
     assert "unknown model 'resnet9000'" in capsys.readouterr().err
+
+
+def test_profile_cli_with_quant_config(capsys):
+    assert main(["profile", "bnext_tiny", "--quant", "8/8-4/8-4/8-8/8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["qops"] == pytest.approx(13.4e6, rel=0.01) and data["flops"] == 0
+    assert main(["profile", "bnext_tiny", "--quant", "8/8-4"]) == 2
+    assert "quant config" in capsys.readouterr().err

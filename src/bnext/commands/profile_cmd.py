@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=224, help="square input resolution (default 224)")
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier width (default 1000)")
     parser.add_argument("--stem-stride", type=int, default=None, help="stem stride (default: the model's)")
+    parser.add_argument("--quant", metavar="CONFIG", help="count with PTQ applied, e.g. 8/8-4/8-4/8-8/8 (I-S-E-O)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--layers", action="store_true", help="with --json: include the per-layer rows")
 
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         create_model(args.model)  # raises the unknown-name error with suggestions
         raise UserError(f"cannot profile {args.model!r}")
+    if args.quant:
+        from bnext.quant import quantize_model
+
+        quantize_model(model, args.quant)
     cost = profile_model(model, args.input_size)
     if args.json:
         print(json.dumps(cost.as_dict(with_layers=args.layers), indent=2))

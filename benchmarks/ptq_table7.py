@@ -1,0 +1,69 @@
+"""Paper Table 7 on a Fashion-MNIST BNext: test top-1 after PTQ of the stem (I), SE branch (S, E) and classifier (O).
+
+Uses the demo's student checkpoint by default (train it with `make demo`).
+Calibration only (8 training batches per configuration); --finetune-epochs adds
+the paper's fine-tuning. Writes results/ptq_table7.json.
+
+    python benchmarks/ptq_table7.py [--checkpoint runs/demo/student/last.pt] [--finetune-epochs 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bnext.analysis import profile_model
+from bnext.checkpoint import model_from_checkpoint
+from bnext.commands.quantize_cmd import TABLE7_CONFIGS, quantize_and_evaluate
+from bnext.config import load_config
+from bnext.data import build_data
+
+try:
+    from benchmarks.common import write_result
+except ImportError:
+    from common import write_result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="runs/demo/student/last.pt")
+    parser.add_argument("--calibration-batches", type=int, default=8)
+    parser.add_argument("--finetune-epochs", type=int, default=0)
+    parser.add_argument("--finetune-lr", type=float, default=1e-7)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model, payload = model_from_checkpoint(args.checkpoint)
+    data = build_data(load_config(None, ["data.augment=none", "data.subset=null"], base=payload["config"]))
+    rows = []
+    for config in TABLE7_CONFIGS:
+        quantized, top1, top5 = quantize_and_evaluate(model, data, config, args)
+        cost = profile_model(quantized, data.image_size)
+        rows.append(
+            {
+                "config": config,
+                "top1": top1,
+                "top5": top5,
+                "size_mib": cost.size_mib,
+                "qops": cost.qops,
+                "ops": cost.ops,
+            }
+        )
+        print(f"{config:<18} top-1 {top1:6.2f}%  size {cost.size_mib:.3f} MiB", flush=True)
+    path = write_result(
+        "ptq_table7",
+        {
+            "checkpoint": args.checkpoint,
+            "model": payload["model_name"],
+            "model_kwargs": payload["model_kwargs"],
+            "dataset": payload["config"]["data"]["dataset"],
+            "calibration_batches": args.calibration_batches,
+            "finetune_epochs": args.finetune_epochs,
+            "rows": rows,
+        },
+    )
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
