@@ -4,8 +4,9 @@
 ensemble of the two lowest-KC teachers, (d) that ensemble with knowledge boosting
 (the most accurate teacher as the strong one, the others as consecutive assistants
 in increasing KC order). Teachers are full-precision ResNet-18s of three widths,
-trained here; their KC uses their measured test accuracy. The student recipe is
-configs/fashion_mnist/default.yaml. Writes results/kd_ablation.json.
+trained here (finished teacher runs in the output folder are reused); their KC uses
+their measured test accuracy. The student recipe is configs/fashion_mnist/default.yaml
+with --epochs. Writes results/kd_ablation.json.
 
     python benchmarks/kd_ablation.py [--output runs/kd_ablation] [--epochs 6]
 """
@@ -16,9 +17,14 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
+from bnext.checkpoint import model_from_checkpoint
 from bnext.config import load_config
+from bnext.data import build_data
 from bnext.distill import knowledge_complexity
-from bnext.train import Trainer
+from bnext.errors import UserError
+from bnext.train import Trainer, evaluate
 
 try:
     from benchmarks.common import write_result
@@ -36,6 +42,18 @@ def train(config_path: Path, overrides: list[str]) -> tuple[Trainer, dict, float
     return trainer, record, time.perf_counter() - start
 
 
+def finished_run(folder: Path) -> tuple[torch.nn.Module, dict] | None:
+    """(model, {"val_top1": test top-1 measured now}) of a completed teacher run in ``folder``, else None."""
+    try:
+        model, payload = model_from_checkpoint(folder / "last.pt")
+    except UserError:
+        return None
+    if payload["epoch"] != payload["config"]["train"]["epochs"]:
+        return None
+    data = build_data(load_config(None, base=payload["config"]))
+    return model, {"val_top1": evaluate(model, data.val)["top1"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="runs/kd_ablation")
@@ -45,12 +63,24 @@ def main() -> None:
 
     teachers = {}
     for name, width in TEACHER_WIDTHS.items():
-        trainer, record, seconds = train(CONFIGS / "teacher.yaml", [
-            f"output={out / name}", f"model.kwargs.width_multiplier={width}"])
-        params = sum(p.numel() for p in trainer.model.parameters())
+        reused = finished_run(out / name)
+        if reused is not None:  # a teacher from an earlier (interrupted) run of this script
+            model, record = reused
+            seconds = None
+        else:
+            trainer, record, seconds = train(
+                CONFIGS / "teacher.yaml", [f"output={out / name}", f"model.kwargs.width_multiplier={width}"]
+            )
+            model = trainer.model
+        params = sum(p.numel() for p in model.parameters())
         accuracy = record["val_top1"] / 100
-        teachers[name] = {"path": str(out / name / "last.pt"), "params": params, "test_top1": record["val_top1"],
-                          "kc": knowledge_complexity(params, accuracy), "seconds": seconds}
+        teachers[name] = {
+            "path": str(out / name / "last.pt"),
+            "params": params,
+            "test_top1": record["val_top1"],
+            "kc": knowledge_complexity(params, accuracy),
+            "seconds": seconds,
+        }
         print(name, teachers[name], flush=True)
     by_kc = sorted(teachers, key=lambda n: teachers[n]["kc"])
     most_accurate = max(teachers, key=lambda n: teachers[n]["test_top1"])
@@ -61,23 +91,40 @@ def main() -> None:
     settings = {
         "a_cross_entropy": ["distill.mode=none"],
         "b_kd_lowest_kc": ["distill.mode=kd", f"distill.strong={path[by_kc[0]]}"],
-        "c_gap_sensitive_ensemble": ["distill.mode=gap_sensitive", f"distill.strong={path[pair_strong]}",
-                                     f"distill.assistants=[{path[pair_assistant]}]"],
-        "d_ensemble_with_boosting": ["distill.mode=gap_sensitive", f"distill.strong={path[most_accurate]}",
-                                     "distill.assistants=[" + ", ".join(path[n] for n in by_kc
-                                                                       if n != most_accurate) + "]"],
+        "c_gap_sensitive_ensemble": [
+            "distill.mode=gap_sensitive",
+            f"distill.strong={path[pair_strong]}",
+            f"distill.assistants=[{path[pair_assistant]}]",
+        ],
+        "d_ensemble_with_boosting": [
+            "distill.mode=gap_sensitive",
+            f"distill.strong={path[most_accurate]}",
+            "distill.assistants=[" + ", ".join(path[n] for n in by_kc if n != most_accurate) + "]",
+        ],
     }
     students = {}
     for name, overrides in settings.items():
-        _, record, seconds = train(CONFIGS / "default.yaml",
-                                   [f"output={out / name}", f"train.epochs={args.epochs}", *overrides])
-        students[name] = {"overrides": overrides, "test_top1": record["val_top1"], "test_top5": record["val_top5"],
-                          "train_top1_last_epoch": record["train_top1"], "seconds": seconds}
+        _, record, seconds = train(
+            CONFIGS / "default.yaml", [f"output={out / name}", f"train.epochs={args.epochs}", *overrides]
+        )
+        students[name] = {
+            "overrides": overrides,
+            "test_top1": record["val_top1"],
+            "test_top5": record["val_top5"],
+            "train_top1_last_epoch": record["train_top1"],
+            "seconds": seconds,
+        }
         print(name, students[name], flush=True)
-    path_out = write_result("kd_ablation", {
-        "student_recipe": "configs/fashion_mnist/default.yaml", "student_epochs": args.epochs,
-        "teachers": teachers, "teachers_by_kc": by_kc, "students": students,
-    })
+    path_out = write_result(
+        "kd_ablation",
+        {
+            "student_recipe": "configs/fashion_mnist/default.yaml",
+            "student_epochs": args.epochs,
+            "teachers": teachers,
+            "teachers_by_kc": by_kc,
+            "students": students,
+        },
+    )
     print("wrote", path_out)
 
 
