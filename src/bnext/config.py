@@ -6,6 +6,7 @@ in ``DEFAULTS`` (a typo is an error with a suggestion, not a silent no-op).
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import re
@@ -103,6 +104,11 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], path: str = "") -> d
         else:
             base[key] = _coerce(copy.deepcopy(value))
     return base
+
+
+def add_set_argument(parser: argparse.ArgumentParser, help: str = "override a config key (repeatable)") -> None:
+    """The ``--set KEY=VALUE`` option every command shares; values land in ``args.overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 
 from bnext.benchmarking import write_result
 from bnext.checkpoint import CheckpointError, read_checkpoint
-from bnext.config import load_config
+from bnext.config import add_set_argument, load_config
 from bnext.train import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,14 +72,7 @@ def _recorded_without_kd() -> tuple[float, float, int] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fashion-MNIST BNext demo with knowledge distillation")
     parser.add_argument("--output", default="runs/demo")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the student recipe",
-    )
+    add_set_argument(parser, "override a key of the student recipe")
     parser.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "demo_fashion_mnist.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from bnext.config import add_set_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a bnext checkpoint (best.pt, last.pt, quantized)")
     parser.add_argument("--dataset", help="dataset kind (default: the one the checkpoint was trained on)")
     parser.add_argument("--data-dir", help="dataset root (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -7,6 +7,8 @@ import copy
 import json
 from pathlib import Path
 
+from bnext.config import add_set_argument
+
 TABLE7_CONFIGS = ("32/32", "8/8-8/8-8/8-8/8", "8/8-4/8-4/8-8/8", "8/8-4/8-4/4-8/8", "8/8-4/4-4/4-8/8")
 
 
@@ -20,14 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--finetune-lr", type=float, default=1e-7)
     parser.add_argument("--output", help="folder for the quantized checkpoint (quantized.pt)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="data overrides, e.g. --set data.data_dir=...",
-    )
+    add_set_argument(parser, "data overrides, e.g. --set data.data_dir=...")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 

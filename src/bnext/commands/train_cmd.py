@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bnext.config import add_set_argument
+
 FLAG_KEYS = {
     "model": "model.name",
     "dataset": "data.dataset",
@@ -18,14 +20,7 @@ FLAG_KEYS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML recipe (see configs/); defaults are the Fashion-MNIST demo's")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.lr=5e-4 (repeatable)",
-    )
+    add_set_argument(parser, "override a config key, e.g. --set train.lr=5e-4 (repeatable)")
     parser.add_argument("--model", help="registered model name (model.name)")
     parser.add_argument("--dataset", help="imagenet | cifar10 | cifar100 | fashion-mnist | folder | synthetic")
     parser.add_argument("--data-dir", help="dataset root (data.data_dir)")

@@ -215,8 +215,14 @@ class Trainer:
         record.update(self.criterion.epoch_info(epoch))
         if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
             if cfg["bn_recalibration_batches"]:
-                recalibrate_batchnorm(self.model, self.data.train, epoch, cfg["bn_recalibration_batches"],
-                                      self.info.device, cfg["channels_last"])
+                recalibrate_batchnorm(
+                    self.model,
+                    self.data.train,
+                    epoch,
+                    cfg["bn_recalibration_batches"],
+                    self.info.device,
+                    cfg["channels_last"],
+                )
             val = evaluate(
                 self.model, self.data.val, self.info, channels_last=cfg["channels_last"], autocast_dtype=self.amp_dtype
             )
