@@ -17,19 +17,14 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
-from bnext.checkpoint import model_from_checkpoint
 from bnext.config import load_config
-from bnext.data import build_data
 from bnext.distill import knowledge_complexity
-from bnext.errors import UserError
-from bnext.train import Trainer, evaluate
+from bnext.train import Trainer
 
 try:
-    from benchmarks.common import write_result
+    from benchmarks.common import finished_run, write_result
 except ImportError:
-    from common import write_result
+    from common import finished_run, write_result
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist"
 TEACHER_WIDTHS = {"fp_w0.25": 0.25, "fp_w0.5": 0.5, "fp_w1.0": 1.0}
@@ -40,18 +35,6 @@ def train(config_path: Path, overrides: list[str]) -> tuple[Trainer, dict, float
     trainer = Trainer(load_config(config_path, overrides))
     record = trainer.fit()
     return trainer, record, time.perf_counter() - start
-
-
-def finished_run(folder: Path) -> tuple[torch.nn.Module, dict] | None:
-    """(model, {"val_top1": test top-1 measured now}) of a completed teacher run in ``folder``, else None."""
-    try:
-        model, payload = model_from_checkpoint(folder / "last.pt")
-    except UserError:
-        return None
-    if payload["epoch"] != payload["config"]["train"]["epochs"]:
-        return None
-    data = build_data(load_config(None, base=payload["config"]))
-    return model, {"val_top1": evaluate(model, data.val)["top1"]}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Analysis tools: cost profiling (and, later, loss landscapes)."""
+"""Analysis tools: cost profiling and loss landscapes."""
 
 from bnext.analysis.profile import LayerCost, ModelCost, profile_model
 

@@ -69,9 +69,15 @@ class ResNet18Layout(nn.Module):
 
 
 @register_model
-def bnext18(num_classes: int = 1000, **kwargs: object) -> ResNet18Layout:
-    """BNext-18: BNext units in ResNet-18 (68.4% ImageNet top-1, 93.6% CIFAR-10)."""
-    return ResNet18Layout(BNext18Block, num_classes, **kwargs)
+def bnext18(
+    num_classes: int = 1000, *, elm_attention: bool = True, recoupling: bool = True, **kwargs: object
+) -> ResNet18Layout:
+    """BNext-18: BNext units in ResNet-18 (68.4% ImageNet top-1, 93.6% CIFAR-10).
+
+    ``elm_attention`` / ``recoupling`` switch the two BNext modules off for ablations.
+    """
+    block = partial(BNext18Block, elm_attention=elm_attention, recoupling=recoupling)
+    return ResNet18Layout(block, num_classes, **kwargs)
 
 
 @register_model

@@ -41,11 +41,21 @@ class BNextBlock(nn.Module):
 class BNext18Block(nn.Module):
     """BNext-18 block (ResNet-18 layout): ELM-Attention 3x3 unit then a plain 3x3 unit.
 
+    ``elm_attention=False`` / ``recoupling=False`` remove the two modules (paper Fig. 6 ablation).
+
     A stride or width change goes through the fp downsample (2x2 avg pool, 1x1
     conv, BN) on the residual, as in the authors' BNext-18.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        *,
+        elm_attention: bool = True,
+        recoupling: bool = True,
+    ) -> None:
         super().__init__()
         downsample = None
         if stride != 1 or in_channels != out_channels:
@@ -60,12 +70,13 @@ class BNext18Block(nn.Module):
             out_channels,
             3,
             stride,
-            elm_attention=True,
+            recoupling=recoupling,
+            elm_attention=elm_attention,
             shortcut=downsample,
             mix_with_residual=True,
             sign_below=1e-5,
         )
-        self.ffn = BinaryUnit(out_channels, out_channels, 3, sign_below=1e-5)
+        self.ffn = BinaryUnit(out_channels, out_channels, 3, recoupling=recoupling, sign_below=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn(self.mixer(x))
