@@ -6,7 +6,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bnext.commands import eval_cmd, landscape_cmd, profile_cmd, quantize_cmd, teachers_cmd, train_cmd
+from bnext.commands import (
+    bench_cmd,
+    eval_cmd,
+    export_cmd,
+    landscape_cmd,
+    profile_cmd,
+    quantize_cmd,
+    teachers_cmd,
+    train_cmd,
+)
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train a model from a YAML recipe", train_cmd.add_arguments, train_cmd.run),
@@ -14,6 +23,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "profile": ("per-layer parameters, size, BOPs, FLOPs, OPs", profile_cmd.add_arguments, profile_cmd.run),
     "quantize": ("post-training quantization of the fp layers", quantize_cmd.add_arguments, quantize_cmd.run),
     "teachers": ("rank teachers by Knowledge Complexity", teachers_cmd.add_arguments, teachers_cmd.run),
+    "export": ("pack a checkpoint into a 1-bit .bnx model", export_cmd.add_arguments, export_cmd.run),
+    "bench": ("packed runtime vs PyTorch fp32 speed", bench_cmd.add_arguments, bench_cmd.run),
     "landscape": ("loss-landscape plots and smoothness numbers", landscape_cmd.add_arguments, landscape_cmd.run),
 }
 

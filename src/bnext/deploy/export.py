@@ -1,0 +1,158 @@
+"""Checkpoint -> ``.bnx``: binary weights as bits, folded per-channel transforms, fp or PTQ-integer rest.
+
+Per BNext unit (``BinaryUnit``) the main branch move -> sign -> binary conv -> BN -> PReLU
+becomes one packed op: the learnable shift is applied while packing (``input_shift``),
+the conv weights are stored as sign bits, and the eval BatchNorm is folded into a
+per-channel ``scale`` / ``shift`` applied to the integer conv output together with the
+PReLU ``slope``. Everything else (stem, Info-RCP gates and their mixing scale, the
+ELM-Attention product, second BatchNorm, residuals, classifier) is stored as fp32, or
+for a PTQ checkpoint as the integer codes of its quantized layers. Parameters that the
+forward never reads (frozen, kept only for the authors' checkpoints) are dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bnext import __version__
+from bnext.deploy.fileformat import Entry, write_bnx
+from bnext.deploy.packing import pack_codes, pack_signs
+from bnext.errors import UserError
+from bnext.nn.binary_conv import BinaryConv2d
+from bnext.nn.info_rcp import BinaryUnit
+from bnext.quant.layers import QuantizedMixin
+
+FOLDED = ("move.", "binary_conv.", "norm1.", "activation2.")
+"""Submodules of a BinaryUnit that the packed op replaces."""
+
+
+@dataclass
+class ExportReport:
+    """What ``export_checkpoint`` wrote."""
+
+    path: Path
+    bytes: int
+    checkpoint_bytes: int
+    binary_layers: int
+    binary_weights: int
+    not_binarized: int  # units whose temperature had not yet reached exact sign (exported as sign(w))
+
+
+def fold_batchnorm(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with ``norm(x) == scale * x + shift`` in eval mode."""
+    scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias.detach() - norm.running_mean * scale
+
+
+def unused_state(model: nn.Module) -> set[str]:
+    """State keys of modules whose parameters are all frozen by construction (never read by forward)."""
+    unused = set()
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        if params and not any(p.requires_grad for p in params) and not isinstance(module, BinaryConv2d):
+            prefix = f"{name}." if name else ""
+            unused.update(prefix + key for key in module.state_dict())
+    return unused
+
+
+def _fp32(tensor: torch.Tensor) -> Entry:
+    return Entry("fp32", tensor.detach().cpu().float().numpy())
+
+
+def packed_entries(model: nn.Module) -> tuple[dict[str, Entry], int]:
+    """The stored tensors of ``model`` (eval mode) and the number of units not yet fully binarized."""
+    units = {name: m for name, m in model.named_modules() if isinstance(m, BinaryUnit)}
+    inside = {id(u.binary_conv) for u in units.values()}
+    stray = [name for name, m in model.named_modules() if isinstance(m, BinaryConv2d) and id(m) not in inside]
+    if stray or not units:
+        raise UserError(
+            f"{type(model).__name__} cannot be packed: export supports the BNext family and bnext18 "
+            f"(binary convs inside BNext units){'; stray binary convs: ' + ', '.join(stray[:3]) if stray else ''}"
+        )
+    entries: dict[str, Entry] = {}
+    skip = unused_state(model)
+    not_binarized = 0
+    for name, unit in units.items():
+        conv = unit.binary_conv
+        not_binarized += not conv.is_binary()
+        scale, shift = fold_batchnorm(unit.norm1)
+        slope = unit.activation2.weight.detach().expand(conv.out_channels)
+        entries[f"{name}.binary_conv.weight"] = Entry(
+            "bits",
+            pack_signs(conv.weight),
+            {"shape": list(conv.weight.shape), "stride": conv.stride, "padding": conv.padding},
+        )
+        entries[f"{name}.binary_conv.input_shift"] = _fp32(unit.move.bias.flatten())
+        entries[f"{name}.binary_conv.scale"] = _fp32(scale)
+        entries[f"{name}.binary_conv.shift"] = _fp32(shift)
+        entries[f"{name}.binary_conv.slope"] = _fp32(slope)
+        skip.update(f"{name}.{key}" for key in unit.state_dict() if key.startswith(FOLDED))
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedMixin) and module.weight_bits is not None:
+            parts = module.integer_weight()
+            bits = module.weight_bits
+            meta = {"bits": bits, "shape": list(module.weight.shape)}
+            entries[f"{name}.weight"] = Entry("codes", pack_codes(parts["codes"], bits), meta)
+            for key in ("alpha", "beta", "scale"):
+                entries[f"{name}.weight_{key}"] = _fp32(parts[key])
+            skip.add(f"{name}.weight")
+    for key, value in model.state_dict().items():
+        if key in skip or key.endswith(("num_batches_tracked", "temperature")):
+            continue
+        entries[key] = _fp32(value)
+    return entries, not_binarized
+
+
+def packed_header(
+    model: nn.Module,
+    entries: dict[str, Entry],
+    name: str,
+    kwargs: dict[str, Any] | None,
+    quant_config: str | None = None,
+) -> dict[str, Any]:
+    """The ``.bnx`` header: how to rebuild the model and which of its state keys are folded or dropped."""
+    return {
+        "format": "bnext-packed",
+        "bnext_version": __version__,
+        "model": name,
+        "model_kwargs": dict(kwargs or {}),
+        "quant_config": quant_config,
+        "dropped_state": sorted(set(model.state_dict()) - set(entries)),
+    }
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path) -> ExportReport:
+    """Write the packed ``.bnx`` of a bnext checkpoint (trained or PTQ) to ``output``."""
+    from bnext.checkpoint import model_from_checkpoint
+
+    model, payload = model_from_checkpoint(checkpoint)
+    model.eval()
+    entries, not_binarized = packed_entries(model)
+    if not_binarized:
+        warnings.warn(
+            f"{not_binarized} binary layers had not reached exact sign(w) (temperature above their threshold): "
+            "the packed model uses sign(w) and will differ from the checkpoint's own eval",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    header = packed_header(
+        model, entries, payload["model_name"], payload.get("model_kwargs"), payload.get("quant_config")
+    )
+    header["source_sha256"] = payload.get("model_sha256")
+    path = write_bnx(output, header, entries)
+    bits = [e for e in entries.values() if e.kind == "bits"]
+    return ExportReport(
+        path=path,
+        bytes=path.stat().st_size,
+        checkpoint_bytes=Path(checkpoint).stat().st_size,
+        binary_layers=len(bits),
+        binary_weights=int(sum(np.prod(e.meta["shape"]) for e in bits)),
+        not_binarized=not_binarized,
+    )

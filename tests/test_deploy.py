@@ -1,0 +1,206 @@
+"""Packed 1-bit deployment: kernels vs a float conv of signs, export/load round trips, damaged files, CLI."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bnext import create_model
+from bnext.checkpoint import model_from_checkpoint, read_checkpoint
+from bnext.cli import main
+from bnext.deploy import export_checkpoint, kernels, load
+from bnext.deploy.export import packed_entries
+from bnext.deploy.packing import (
+    border_sums,
+    kernel_panels,
+    pack_codes,
+    pack_signs,
+    pad_channels,
+    unpack_codes,
+    unpack_signs,
+)
+from bnext.errors import UserError
+from bnext.train import Trainer
+from tests.helpers import tiny_config
+
+PATHS = ["portable", "avx2", "avx512"]
+
+
+def kernel_module(path):
+    ext = kernels.extension()
+    if ext is None:
+        pytest.skip("the C++ kernels could not be built here (no compiler): only the torch fallback is tested")
+    if path not in kernels.supported_paths():
+        pytest.skip(f"this CPU lacks the {path} instructions; that dispatch path is not run")
+    return ext
+
+
+def random_layer(generator):
+    """A random binary conv problem: channels not multiples of 64, odd sizes, stride 1/2, 1x1/3x3, batch 1..8."""
+    n = int(torch.randint(1, 9, (1,), generator=generator))
+    c = int(torch.randint(1, 150, (1,), generator=generator))
+    o = int(torch.randint(1, 100, (1,), generator=generator))
+    h, w = (int(v) * 2 + 1 for v in torch.randint(1, 7, (2,), generator=generator))
+    k = [1, 3][int(torch.randint(0, 2, (1,), generator=generator))]
+    s = int(torch.randint(1, 3, (1,), generator=generator))
+    x = torch.randn(n, c, h, w, generator=generator)
+    x[x.abs() < 0.2] = 0.0  # exact zeros: sign(0) is stored as +1 by the kernels
+    return x, torch.randn(c, generator=generator) * 0.1, torch.randn(o, c, k, k, generator=generator), s, k // 2
+
+
+def plus_minus(t):
+    return torch.where(t < 0, -1.0, 1.0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_kernel_integer_output_equals_float_conv_of_signs(path):
+    ext = kernel_module(path)
+    code = kernels.path_code(path)
+    generator = torch.Generator().manual_seed(PATHS.index(path))
+    for _ in range(25):
+        x, shift, weight, stride, padding = random_layer(generator)
+        o, c, k, _ = weight.shape
+        packed_weight = pack_signs(weight)
+        packed = ext.pack_activations(x, shift, code)
+        ones, zeros = pad_channels(torch.ones(o)), pad_channels(torch.zeros(o))
+        args = (kernel_panels(packed_weight), border_sums(packed_weight, c), c, o, k, k, stride, padding, ones, zeros)
+        out = ext.binary_conv(packed, *args, None, code)
+        reference = F.conv2d(
+            plus_minus(x + shift.view(1, -1, 1, 1)), plus_minus(weight), stride=stride, padding=padding
+        )
+        assert torch.equal(out, reference), (tuple(x.shape), tuple(weight.shape), stride)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_kernel_epilogue_matches_the_reference_path(path):
+    ext = kernel_module(path)
+    generator = torch.Generator().manual_seed(7)
+    x, shift, weight, _, _ = random_layer(generator)
+    o, c, k, _ = weight.shape
+    scale, bias, slope = torch.randn(o, generator=generator), torch.randn(o, generator=generator), torch.rand(o)
+    packed_weight = pack_signs(weight)
+    out = ext.binary_conv(
+        ext.pack_activations(x, shift, kernels.path_code(path)),
+        kernel_panels(packed_weight), border_sums(packed_weight, c), c, o, k, k, 2, k // 2,
+        pad_channels(scale), pad_channels(bias), pad_channels(slope), kernels.path_code(path),
+    )  # fmt: skip
+    expected = kernels.reference_binary_conv(x, shift, plus_minus(weight), 2, k // 2, scale, bias, slope)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_bit_packing_round_trips():
+    weight = torch.randn(5, 70, 3, 3)
+    packed = pack_signs(weight)
+    assert packed.shape == (5, 9, 12)  # 70 channels -> 3 words of 32 bits -> 12 bytes per tap
+    assert torch.equal(unpack_signs(packed, tuple(weight.shape)), plus_minus(weight))
+    codes = torch.randint(0, 16, (7, 3, 3, 3))
+    stored = pack_codes(codes, 4)
+    assert stored.nbytes == codes.numel() // 2 + 1
+    assert torch.equal(unpack_codes(stored, 4, tuple(codes.shape)), codes.float())
+
+
+def trained_checkpoint(tmp_path, model_name):
+    config = tiny_config(tmp_path / model_name, epochs=2, temperature_decay="auto")
+    config["model"]["name"] = model_name
+    Trainer(config).fit()
+    return tmp_path / model_name / "last.pt"
+
+
+@pytest.mark.parametrize("model_name", ["bnext_tiny", "bnext18"])
+def test_packed_runtime_matches_pytorch_eval(tmp_path, model_name):
+    checkpoint = trained_checkpoint(tmp_path, model_name)
+    report = export_checkpoint(checkpoint, tmp_path / "model.bnx")
+    assert report.not_binarized == 0 and report.bytes < report.checkpoint_bytes
+    model, _ = model_from_checkpoint(checkpoint)
+    packed = load(report.path)
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.eval()(images)
+    logits = packed(images)
+    assert torch.equal(logits.argmax(1), expected.argmax(1))
+    assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
+    assert packed(images[:1]).shape == (1, 4)  # any batch size
+
+
+def test_ptq_checkpoint_exports_integers_and_runs(tmp_path, capsys):
+    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+    argv = ["quantize", "--checkpoint", str(checkpoint), "--config", "8/8-4/4-4/4-8/8", "--output", str(tmp_path / "q")]
+    assert main(argv) == 0
+    quantized = tmp_path / "q" / "quantized.pt"
+    full = export_checkpoint(checkpoint, tmp_path / "fp.bnx")
+    small = export_checkpoint(quantized, tmp_path / "q.bnx")
+    assert small.bytes < full.bytes
+    model, _ = model_from_checkpoint(quantized)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model.eval()(images)
+    logits = load(small.path)(images)
+    assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
+
+
+def test_full_bnext_tiny_packs_under_the_size_targets():
+    model = create_model("bnext_tiny").eval()
+    fp32_bytes = sum(t.numel() * 4 for t in model.state_dict().values())
+    stored = sum(e.array.nbytes for e in packed_entries(model)[0].values())
+    assert stored <= 14 * 2**20 < fp32_bytes / 8  # 1-bit binary weights, fp32 rest
+
+
+def test_damaged_or_foreign_files_are_refused(tmp_path):
+    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+    good = export_checkpoint(checkpoint, tmp_path / "m.bnx").path
+    raw = good.read_bytes()
+    cases = {
+        "truncated.bnx": (raw[: len(raw) // 2], "damaged or truncated"),
+        "flipped.bnx": (raw[:200] + bytes([raw[200] ^ 1]) + raw[201:], "checksum mismatch"),
+        "foreign.bnx": (checkpoint.read_bytes(), "not a bnext packed model"),
+        "newer.bnx": (raw[:8] + (99).to_bytes(4, "little") + raw[12:], "format version 99"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError, match=message):
+            load(tmp_path / name)
+    with pytest.raises(UserError, match="not found"):
+        load(tmp_path / "missing.bnx")
+
+
+def test_baseline_models_are_refused_clearly():
+    with pytest.raises(UserError, match="export supports the BNext family and bnext18"):
+        packed_entries(create_model("birealnet18", num_classes=4, width_multiplier=0.25))
+
+
+def test_fallback_without_compiler_warns_and_agrees(tmp_path, monkeypatch):
+    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+    packed = load(export_checkpoint(checkpoint, tmp_path / "m.bnx").path)
+    images = torch.randn(2, 3, 32, 32)
+    fast = packed(images)
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("g++: command not found")
+
+    monkeypatch.setattr("torch.utils.cpp_extension.load", no_compiler)
+    kernels.extension.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="torch reference path"):
+            assert kernels.extension() is None
+        torch.testing.assert_close(packed(images), fast, rtol=1e-4, atol=1e-4)
+    finally:
+        kernels.extension.cache_clear()
+
+
+def test_export_and_bench_commands(tmp_path, capsys):
+    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+    assert main(["export", str(checkpoint), "--output", str(tmp_path / "m.bnx")]) == 0
+    assert "smaller" in capsys.readouterr().out
+    argv = ["bench", "--checkpoint", str(checkpoint), "--input-size", "32", "--reps", "1", "--json"]
+    assert main([*argv, "--batch", "1", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["batch"] for row in result["end_to_end"]] == [1, 2]
+    layers = result["layers"]["threads_1"]
+    assert len(layers) == sum(1 for key in read_checkpoint(checkpoint)["model"] if key.endswith("binary_conv.weight"))
+    assert all(np.isfinite(row["speedup"]) for row in layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["export", str(tmp_path / "nothing.pt"), "--output", str(tmp_path / "x.bnx")]) == 2
