@@ -86,8 +86,7 @@ def main() -> None:
     ratio = results["channels_last"]["images_per_s"] / results["eager"]["images_per_s"]
     results["speedup_channels_last_vs_eager"] = ratio
     results["speedup_compiled_vs_eager"] = results["compiled"]["images_per_s"] / results["eager"]["images_per_s"]
-    results["setup"] = {"model": "bnext_tiny", **kwargs, "batch": args.batch, "threads": args.threads,
-                        "input_px": 32}
+    results["setup"] = {"model": "bnext_tiny", **kwargs, "batch": args.batch, "threads": args.threads, "input_px": 32}
     print("wrote", write_result("train_throughput", results))
 
 

@@ -152,7 +152,7 @@ def test_cli_draws_plots_panel_and_numbers(tmp_path, capsys):
     argv = ["landscape", "--checkpoint", *runs, "--output", str(out), "--steps", "3", "--batches", "1"]
     assert main([*argv, "--batch-size", "8"]) == 0
     printed = capsys.readouterr().out
-    assert "roughness" in printed
+    assert "non-convex share" in printed
     report = json.loads((out / "smoothness.json").read_text())
     assert set(report) == {"a", "b"} and report["a"]["images"] == 8
     for name in ("a_contour.png", "a_surface.png", "b_contour.png", "panel.png"):

@@ -189,13 +189,14 @@ def compute_landscape(
 
 
 def smoothness(loss: np.ndarray, coordinates: np.ndarray) -> dict[str, float]:
-    """Numbers behind "smoother": curvature roughness and non-convexity of a loss grid.
+    """Numbers behind "smoother": how rugged and how sharp a loss grid is.
 
-    * ``mean_abs_laplacian``: mean |discrete Laplacian| over interior points, per unit
-      coordinate squared (0 for a plane; large for a rugged surface).
-    * ``relative_roughness``: that value divided by the centre loss, comparable across models.
-    * ``nonconvex_share``: share of interior points whose finite-difference 2x2 Hessian has
-      a negative eigenvalue (0 for a convex bowl).
+    * ``nonconvex_share`` (ruggedness): share of interior points whose finite-difference
+      2x2 Hessian has a negative eigenvalue; 0 for a convex bowl however steep, high
+      for a surface full of bumps and saddles.
+    * ``mean_abs_laplacian`` (sharpness): mean |discrete Laplacian| over interior points
+      per unit coordinate squared; 0 for a plane, large for a steep narrow basin.
+    * ``relative_curvature``: that value divided by the centre loss.
     """
     h = float(coordinates[1] - coordinates[0])
     centre = loss[loss.shape[0] // 2, loss.shape[1] // 2]
@@ -208,7 +209,7 @@ def smoothness(loss: np.ndarray, coordinates: np.ndarray) -> dict[str, float]:
     scale = max(np.abs(dxx).max(), np.abs(dyy).max(), 1e-12)
     return {
         "centre_loss": float(centre),
-        "mean_abs_laplacian": float(laplacian.mean()),
-        "relative_roughness": float(laplacian.mean() / max(abs(centre), 1e-12)),
         "nonconvex_share": float((min_eigen < -1e-6 * scale).mean()),
+        "mean_abs_laplacian": float(laplacian.mean()),
+        "relative_curvature": float(laplacian.mean() / max(abs(centre), 1e-12)),
     }

@@ -58,7 +58,8 @@ def draw_report(grid_paths: Mapping[str, Path], output: Path, captions: Mapping[
     if len(grids) > 1:
         coordinates = next(iter(grids.values()))["coordinates"]
         panel_captions = {
-            name: f"{captions.get(name, name)}\nroughness {report[name]['relative_roughness']:.3g}" for name in grids
+            name: f"{captions.get(name, name)}\nnon-convex {report[name]['nonconvex_share']:.2f}, "
+            f"curvature {report[name]['mean_abs_laplacian']:.3g}" for name in grids
         }
         plot_panel(coordinates, {n: g["loss"] for n, g in grids.items()}, output / "panel.png", panel_captions)
     (output / "smoothness.json").write_text(json.dumps(report, indent=2) + "\n")

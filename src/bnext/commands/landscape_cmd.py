@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     report = draw_report(grids, output)
     for name, numbers in report.items():
         print(
-            f"{name:24s} centre loss {numbers['centre_loss']:.4f}  roughness {numbers['relative_roughness']:.4g}  "
-            f"non-convex share {numbers['nonconvex_share']:.3f}"
+            f"{name:24s} centre loss {numbers['centre_loss']:.4f}  non-convex share {numbers['nonconvex_share']:.3f}  "
+            f"curvature (mean |Laplacian|) {numbers['mean_abs_laplacian']:.4g}"
         )
     print(f"plots and smoothness.json in {output}")
     return 0
