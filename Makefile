@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` (the main job) and `make test`.
 # Each creates .venv/ when missing, installs the project with pinned dependencies,
+# builds the C++ bit kernels once (cached; the runtime falls back to torch ops without a compiler),
 # and installs Debian's Fashion-MNIST package when the data is absent and apt is usable.
 
 VENV ?= .venv
@@ -9,32 +10,41 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint install data bench
+.PHONY: demo test lint install system bench
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock | system
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@echo "building the packed 1-bit kernels (C++, cached under ~/.cache/bnext/kernels) ..."
+	$(PY) -m bnext.deploy.build
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-data:
-	@if [ ! -f $(FMNIST) ]; then \
+# Debian packages the commands need and this machine lacks: the dataset, and a C++ compiler
+# and ninja for the packed kernels (without them the runtime falls back to torch ops).
+system:
+	@missing=""; \
+	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
+	command -v ninja >/dev/null 2>&1 || missing="$$missing ninja-build"; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
+	    (apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null; \
 	  elif command -v sudo >/dev/null 2>&1; then \
-	    (sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
+	    (sudo apt-get update -qq && sudo apt-get install -y -qq $$missing) >/dev/null; \
 	  else \
-	    echo "note: Fashion-MNIST not installed and apt is not usable; tests that need it are skipped"; \
+	    echo "note: apt is not usable to install$$missing; dependent tests are skipped"; \
 	  fi; \
 	fi
 
-demo: $(STAMP) data
+demo: $(STAMP)
 	$(PY) -m bnext.demo
 
-test: $(STAMP) data
+test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
-bench: $(STAMP) data
+bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/deploy_bench.py

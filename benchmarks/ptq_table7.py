@@ -2,7 +2,8 @@
 
 Uses the demo's student checkpoint by default (train it with `make demo`).
 Calibration only (8 training batches per configuration); --finetune-epochs adds
-the paper's fine-tuning. Writes results/ptq_table7.json.
+the paper's fine-tuning. Writes results/ptq_table7.json (calibration only) or
+results/ptq_table7_finetuneN.json (with N fine-tuning epochs).
 
     python benchmarks/ptq_table7.py [--checkpoint runs/demo/student/last.pt] [--finetune-epochs 0]
 """
@@ -50,8 +51,9 @@ def main() -> None:
             }
         )
         print(f"{config:<18} top-1 {top1:6.2f}%  size {cost.size_mib:.3f} MiB", flush=True)
+    name = "ptq_table7" if args.finetune_epochs == 0 else f"ptq_table7_finetune{args.finetune_epochs}"
     path = write_result(
-        "ptq_table7",
+        name,
         {
             "checkpoint": args.checkpoint,
             "model": payload["model_name"],

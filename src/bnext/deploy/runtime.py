@@ -2,9 +2,9 @@
 
 The model is rebuilt from the registry and every BNext unit's main branch is swapped
 for :class:`PackedBinaryConv` (shift + sign + bit packing, XNOR/popcount conv, folded
-BatchNorm + PReLU in the kernel epilogue). The remaining fp ops (stem, Info-RCP gates,
-ELM-Attention products, residuals, classifier) run as ordinary torch eval ops on
-channels_last tensors. PTQ layers get their weights back from the stored integer codes
+BatchNorm + PReLU in the kernel epilogue), and the fp ops around it are regrouped
+(``bnext.deploy.fused_unit``); stem, pooling and classifier run as ordinary torch eval
+ops on channels_last tensors. PTQ layers get their weights back from the stored integer codes
 (the same arithmetic as their fake quantization) and keep their activation quantizers.
 """
 
@@ -13,14 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bnext.deploy import kernels
 from bnext.deploy.fileformat import Entry, read_bnx
 from bnext.deploy.packing import border_sums, kernel_panels, pad_channels, unpack_codes, unpack_signs
 from bnext.errors import UserError
-from bnext.nn.info_rcp import BinaryUnit, SqueezeExpand
+from bnext.nn.info_rcp import BinaryUnit
 from bnext.quant.layers import QuantizedMixin
 
 
@@ -66,31 +65,6 @@ class PackedBinaryConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.shape[1]}, {self.shape[0]}, kernel_size={self.shape[2]}, stride={self.stride}, packed"
-
-
-class PooledPointwise(nn.Module):
-    """A 1x1 conv applied to a globally pooled (N, C, 1, 1) tensor, run as a matrix product.
-
-    Same math as the conv; torch's conv path costs ~20 us per call on a 1x1 input, a
-    linear layer a few, and a BNext has two per unit (the Info-RCP gate).
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(conv.weight.detach().flatten(1), requires_grad=False)
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.flatten(1), self.weight, self.bias)[:, :, None, None]
-
-
-def _gates_as_linear(model: nn.Module) -> None:
-    """Swap the fp 1x1 convs of every Info-RCP gate (after loading weights) for :class:`PooledPointwise`."""
-    for module in model.modules():
-        if isinstance(module, SqueezeExpand):
-            for index, layer in enumerate(module.gate):
-                if type(layer) is nn.Conv2d and layer.kernel_size == (1, 1):
-                    module.gate[index] = PooledPointwise(layer)
 
 
 class PackedModel(nn.Module):
@@ -152,7 +126,11 @@ def build_packed_model(
             entries.pop(f"{prefix}.{key}")
     restored = _restore_quantized(model, entries)
     state = {name: torch.from_numpy(entry.array) for name, entry in entries.items()}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise UserError(f"{source} does not fit {header['model']} {header['model_kwargs']}: {detail}") from error
     if result.unexpected_keys:
         raise UserError(f"{source} holds tensors this model does not have: {result.unexpected_keys[:5]}")
     expected_missing = set(header.get("dropped_state", [])) | restored

@@ -1,0 +1,117 @@
+"""Packed 1-bit runtime vs PyTorch fp32 eval (issue: packed inference), as ratios within one run.
+
+bnext_tiny at 224 px (1000 classes, random weights: speed does not depend on their values):
+(a) every binary conv layer, packed op vs torch fp32 conv2d of the same shape, batch 1, at 1 and
+2 threads; (b) end to end, packed runtime vs PyTorch fp32 eval with pre-binarized weights, batch
+1 and 8, 1 and 2 threads, with the share of packed time spent inside the binary convs and, for
+the rest, per torch op kind; (c) sizes:
+fp32 weights, packed .bnx with fp32 rest, packed .bnx of the PTQ 8/8-4/4-4/4-8/8 model. Writes
+results/deploy_bench.json and results/deploy_bench.png.
+
+    python benchmarks/deploy_bench.py [--reps 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bnext import create_model
+from bnext.checkpoint import save_checkpoint
+from bnext.deploy import export_checkpoint
+from bnext.deploy.bench import packed_from_model, run_benchmark, threads
+from bnext.deploy.kernels import supported_paths
+from bnext.nn import set_temperature
+from bnext.quant import quantize_model
+
+try:
+    from benchmarks.common import RESULTS, write_result
+except ImportError:
+    from common import RESULTS, write_result
+
+MIB = 2**20
+PTQ = "8/8-4/4-4/4-8/8"
+
+
+def sizes(name: str) -> dict[str, float]:
+    """MiB of the fp32 weights and of the packed files (fp32 rest / PTQ rest) of a fresh ``name``."""
+    model = create_model(name)
+    set_temperature(model, 0.0)
+    result = {"fp32_weights_mib": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / MIB}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        save_checkpoint(model, folder / "fp.pt", model_name=name, model_kwargs={})
+        result["fp32_checkpoint_mib"] = (folder / "fp.pt").stat().st_size / MIB
+        result["packed_mib"] = export_checkpoint(folder / "fp.pt", folder / "fp.bnx").bytes / MIB
+        save_checkpoint(quantize_model(model, PTQ), folder / "q.pt", model_name=name, model_kwargs={}, quant_config=PTQ)
+        result[f"packed_ptq_{PTQ}_mib"] = export_checkpoint(folder / "q.pt", folder / "q.bnx").bytes / MIB
+    return result
+
+
+def fp_op_breakdown(name: str, reps: int = 5) -> dict[str, float]:
+    """Share of the packed model's wall time (batch 1, 1 thread, 224 px) per torch op kind (self CPU time).
+
+    The binary kernels are pybind calls the profiler does not see by name; their share comes
+    from ``end_to_end[...]["binary_conv_share"]`` (timed with hooks around the packed ops).
+    """
+    packed = packed_from_model(create_model(name), name, {})
+    images = torch.randn(1, 3, 224, 224)
+    with threads(1):
+        packed(images)
+        with torch.profiler.profile() as profiler:
+            start = time.perf_counter()
+            for _ in range(reps):
+                packed(images)
+            wall = time.perf_counter() - start
+    totals = {e.key: e.self_cpu_time_total / 1e6 for e in profiler.key_averages()}
+    top = sorted(totals.items(), key=lambda item: -item[1])[:10]
+    return {key: seconds / wall for key, seconds in top}
+
+
+def chart(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = result["layers"]["threads_1"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    colours = ["tab:blue" if row["kernel"] == 3 else "tab:orange" for row in layers]
+    left.bar(range(len(layers)), [row["speedup"] for row in layers], color=colours)
+    left.set_xticks(range(len(layers)), [f"{r['in_channels']}@{r['input_hw'][0]}" for r in layers], rotation=90)
+    left.set_yscale("log")
+    left.set_ylabel("speedup vs torch fp32 conv2d")
+    left.set_title("per binary conv, batch 1, 1 thread (blue 3x3, orange 1x1; label: channels@input px)")
+    left.axhline(1, color="black", linewidth=0.5)
+    rows = result["end_to_end"]
+    right.bar(range(len(rows)), [row["speedup"] for row in rows], color="tab:green")
+    right.set_xticks(range(len(rows)), [f"b{r['batch']} t{r['threads']}" for r in rows])
+    right.set_title("end to end (batch, threads)")
+    right.set_ylabel("speedup vs PyTorch fp32 eval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    args = parser.parse_args()
+    model = create_model("bnext_tiny")
+    result = run_benchmark(
+        model, "bnext_tiny", {}, input_size=224, batches=[1, 8], thread_counts=[1, 2], reps=args.reps
+    )
+    result["kernel_paths"] = supported_paths()
+    result["sizes"] = sizes("bnext_tiny")
+    result["packed_time_share_by_torch_op"] = fp_op_breakdown("bnext_tiny")
+    chart(result, RESULTS / "deploy_bench.png")
+    print("wrote", write_result("deploy_bench", result))
+
+
+if __name__ == "__main__":
+    main()

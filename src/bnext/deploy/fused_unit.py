@@ -1,0 +1,84 @@
+"""The fp ops around a packed binary conv, regrouped for inference (same math, fewer passes over memory).
+
+A BNext unit in eval mode computes, after its main branch ``y`` (the packed conv, which
+already applies BN1 and PReLU):
+
+* Info-RCP gate: ``g = sigmoid(E(relu(S(mean(s * src + (1 - s) * y)))))``. The mean of the
+  mix is ``s * mean(src) + (1 - s) * mean(y)``: two reductions instead of three full-size
+  elementwise passes, and S / E act on a (N, C) vector, so they run as matrix products.
+* Plain unit: ``BN2(g * y) + r = y * (a2 * g) + (b2 + r)`` with BN2 folded to ``a2``, ``b2``:
+  one ``addcmul`` instead of a multiply, a BatchNorm and an add.
+* ELM-Attention unit: ``BN2(y * r) + r`` with ``r = shortcut(PReLU(x))``.
+
+Quantized S / E layers (PTQ) are called as they are, on the pooled vector.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnext.nn.info_rcp import BinaryUnit
+
+
+class PooledPointwise(nn.Module):
+    """A 1x1 conv on a globally pooled (N, C, 1, 1) tensor, run as a matrix product (~20 us less per call)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.register_buffer("weight", conv.weight.detach().flatten(1))
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.flatten(1), self.weight, self.bias)[:, :, None, None]
+
+
+def _pointwise(layer: nn.Module) -> nn.Module:
+    return PooledPointwise(layer) if type(layer) is nn.Conv2d and layer.kernel_size == (1, 1) else layer
+
+
+class FusedUnit(nn.Module):
+    """Eval forward of a loaded :class:`BinaryUnit` whose ``binary_conv`` is already the packed op."""
+
+    def __init__(self, unit: BinaryUnit) -> None:
+        super().__init__()
+        self.conv = unit.binary_conv
+        self.shortcut = unit.shortcut
+        self.elm_attention = unit.elm_attention
+        self.recoupling = unit.recoupling
+        self.mix_with_residual = unit.mix_with_residual
+        self.activation1 = unit.activation1 if unit.elm_attention else None
+        if unit.recoupling:
+            _, squeeze, _, expand = unit.se.gate
+            self.squeeze, self.expand = _pointwise(squeeze), _pointwise(expand)
+            self.register_buffer("mix", unit.scale.detach().clamp(0, 1).flatten())
+        norm = unit.norm2
+        scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+        self.register_buffer("norm_scale", scale[None, :, None, None])
+        self.register_buffer("norm_shift", (norm.bias.detach() - norm.running_mean * scale)[None, :, None, None])
+
+    def gate(self, source: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The Info-RCP gate from the means of ``source`` and ``y`` (shape N, C, 1, 1)."""
+        pooled = self.mix * source.mean((2, 3)) + (1 - self.mix) * y.mean((2, 3))
+        return torch.sigmoid(self.expand(F.relu(self.squeeze(pooled[:, :, None, None]))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.elm_attention:
+            residual = self.shortcut(self.activation1(x))
+            if self.recoupling:
+                y = y * self.gate(residual if self.mix_with_residual else self.shortcut(x), y)
+            return torch.addcmul(residual + self.norm_shift, y * residual, self.norm_scale)
+        residual = self.shortcut(x)
+        if not self.recoupling:
+            return y + residual
+        return torch.addcmul(residual + self.norm_shift, y, self.norm_scale * self.gate(residual, y))
+
+
+def fuse_units(model: nn.Module) -> None:
+    """Replace every BinaryUnit of a loaded packed model (in place) by its :class:`FusedUnit`."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, BinaryUnit):
+                setattr(module, name, FusedUnit(child))
