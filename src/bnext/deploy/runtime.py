@@ -17,6 +17,7 @@ from torch import nn
 
 from bnext.deploy import kernels
 from bnext.deploy.fileformat import Entry, read_bnx
+from bnext.deploy.fused_unit import fuse_units
 from bnext.deploy.packing import border_sums, kernel_panels, pad_channels, unpack_codes, unpack_signs
 from bnext.errors import UserError
 from bnext.nn.info_rcp import BinaryUnit
@@ -138,4 +139,5 @@ def build_packed_model(
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing:
         raise UserError(f"{source} lacks tensors of this model: {missing[:5]}; export it again")
+    fuse_units(model)
     return PackedModel(model, header)
