@@ -10,10 +10,8 @@ DataParallel's ``module.`` prefix and their module names; they are renamed here.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bnext.atomic import atomic_write
 from bnext.errors import UserError
 
 FORMAT = "bnext"
@@ -45,19 +44,7 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def save_checkpoint(

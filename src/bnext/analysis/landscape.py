@@ -18,8 +18,6 @@ recomputing (``bnext.analysis.landscape_plots``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from bnext.atomic import atomic_write
 from bnext.errors import UserError
 from bnext.nn.binary_conv import BinaryConv2d
 
@@ -106,16 +105,8 @@ def mean_loss(model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn = F.cr
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
-    """``np.savez`` to a temp file, then rename (an interruption never leaves a half-written grid)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.savez`` atomically (an interruption never leaves a half-written grid)."""
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from bnext.atomic import atomic_write
 from bnext.errors import UserError
 
 MAGIC = b"BNXPACK\0"
@@ -66,18 +65,12 @@ def write_bnx(path: str | Path, header: dict[str, Any], entries: dict[str, Entry
         offset += len(data)
     head = json.dumps({**header, "tensors": table}).encode()
     body = _PREFIX.pack(MAGIC, VERSION, len(head)) + head + b"".join(blobs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-            handle.write(hashlib.sha256(body).digest())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(body)
+        handle.write(hashlib.sha256(body).digest())
+
+    atomic_write(path, write)
     return path
 
 
