@@ -204,3 +204,26 @@ def test_export_and_bench_commands(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["export", str(tmp_path / "nothing.pt"), "--output", str(tmp_path / "x.bnx")]) == 2
+
+
+@pytest.mark.parametrize(
+    "model_name,kwargs",
+    [
+        ("bnext_tiny", {"recoupling": False}),
+        ("bnext_tiny", {"elm_attention": False}),
+        ("bnext18", {"recoupling": False}),
+    ],
+)
+def test_packed_runtime_matches_module_ablations(model_name, kwargs):
+    """Every unit variant (Info-RCP and ELM-Attention on or off) regrouped by the runtime equals PyTorch eval."""
+    from bnext.deploy.bench import packed_from_model
+    from bnext.nn import set_temperature
+
+    kwargs = {"num_classes": 5, "width_multiplier": 0.25, "stem_stride": 2, **kwargs}
+    model = create_model(model_name, **kwargs).eval()
+    set_temperature(model, 0.0)
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(images)
+    logits = packed_from_model(model, model_name, kwargs)(images)
+    assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
