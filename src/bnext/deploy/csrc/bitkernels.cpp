@@ -287,8 +287,10 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
   packed = packed.contiguous();
   const auto* in = reinterpret_cast<const uint64_t*>(packed.data_ptr<int64_t>());
 
-  std::vector<uint64_t> columns;
-  std::vector<int32_t> row_pattern;
+  // Reused across calls (per calling thread): a fresh multi-MB buffer per call costs page faults
+  // comparable to the GEMM itself on the large early layers.
+  static thread_local std::vector<uint64_t> columns;
+  static thread_local std::vector<int32_t> row_pattern;
   torch::Tensor border_table;
   if (!direct) {
     // Which taps fall outside the image depends on the output row (vertical) and column
@@ -330,13 +332,16 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
     // Bit im2col at 32-bit granularity: each tap contributes ceil(C/32) words; out-of-image taps stay 0 (+1).
     columns.assign(m_rows * kw, 0);
     row_pattern.resize(m_rows);
+    // Plain pointers for the workers: inside the lambda the thread_local names would be theirs.
+    uint64_t* column_data = columns.data();
+    int32_t* pattern_of_row = row_pattern.data();
     const auto* in32 = reinterpret_cast<const uint32_t*>(in);
     const int64_t pixel32 = pixel_words * 2;
     at::parallel_for(0, m_rows, 64, [&](int64_t begin, int64_t end) {
       for (int64_t m = begin; m < end; ++m) {
         const int64_t b = m / (oh * ow), y = m / ow % oh, x = m % ow;
-        row_pattern[m] = pattern_id[row_cls[y] * col_masks.size() + col_cls[x]];
-        auto* row = reinterpret_cast<uint32_t*>(columns.data() + m * kw);
+        pattern_of_row[m] = pattern_id[row_cls[y] * col_masks.size() + col_cls[x]];
+        auto* row = reinterpret_cast<uint32_t*>(column_data + m * kw);
         for (int64_t ky = 0; ky < kernel_h; ++ky) {
           const int64_t iy = y * stride - padding + ky;
           if (iy < 0 || iy >= h) continue;
