@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnext.deploy.export import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 
 
@@ -53,10 +54,9 @@ class FusedUnit(nn.Module):
             _, squeeze, _, expand = unit.se.gate
             self.squeeze, self.expand = _pointwise(squeeze), _pointwise(expand)
             self.register_buffer("mix", unit.scale.detach().clamp(0, 1).flatten())
-        norm = unit.norm2
-        scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+        scale, shift = fold_batchnorm(unit.norm2)
         self.register_buffer("norm_scale", scale[None, :, None, None])
-        self.register_buffer("norm_shift", (norm.bias.detach() - norm.running_mean * scale)[None, :, None, None])
+        self.register_buffer("norm_shift", shift[None, :, None, None])
 
     def gate(self, source: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The Info-RCP gate from the means of ``source`` and ``y`` (shape N, C, 1, 1)."""
