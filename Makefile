@@ -45,6 +45,8 @@ test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
+# Benchmarks, run on purpose: they rewrite the tracked files under benchmarks/results/.
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/deploy_bench.py
+	$(PY) -m bnext.demo --output runs/demo-bench --record benchmarks/results/demo_fashion_mnist.json

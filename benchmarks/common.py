@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from bnext.benchmarking import write_result as _write
-from bnext.checkpoint import model_from_checkpoint
 from bnext.config import load_config
 from bnext.data import build_data
 from bnext.errors import UserError
+from bnext.loading import model_from_checkpoint
 from bnext.train import evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results"

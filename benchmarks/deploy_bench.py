@@ -6,7 +6,7 @@ bnext_tiny at 224 px (1000 classes, random weights: speed does not depend on the
 1 and 8, 1 and 2 threads, with the share of packed time spent inside the binary convs and, for
 the rest, per torch op kind; (c) sizes:
 fp32 weights, packed .bnx with fp32 rest, packed .bnx of the PTQ 8/8-4/4-4/4-8/8 model. Writes
-results/deploy_bench.json and results/deploy_bench.png.
+results/deploy_bench_<path>.json and .png, <path> being the kernel path that ran (avx512, avx2, ...).
 
     python benchmarks/deploy_bench.py [--reps 15]
 """
@@ -109,8 +109,9 @@ def main() -> None:
     result["kernel_paths"] = supported_paths()
     result["sizes"] = sizes("bnext_tiny")
     result["packed_time_share_by_torch_op"] = fp_op_breakdown("bnext_tiny")
-    chart(result, RESULTS / "deploy_bench.png")
-    print("wrote", write_result("deploy_bench", result))
+    name = f"deploy_bench_{result['kernel_path']}"  # one file per kernel path (CPU ISA) measured
+    chart(result, RESULTS / f"{name}.png")
+    print("wrote", write_result(name, result))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bnext.config import load_config
+from bnext.config import RECIPES, load_config
 from bnext.distill import knowledge_complexity
 from bnext.train import Trainer
 
@@ -26,7 +26,7 @@ try:
 except ImportError:
     from common import finished_run, write_result
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist"
+CONFIGS = RECIPES / "fashion_mnist"
 TEACHER_WIDTHS = {"fp_w0.25": 0.25, "fp_w0.5": 0.5, "fp_w1.0": 1.0}
 
 

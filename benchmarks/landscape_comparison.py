@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bnext.analysis.landscape import GridSpec
 from bnext.analysis.landscape_report import checkpoint_landscape, draw_report
-from bnext.config import load_config
+from bnext.config import RECIPES, load_config
 from bnext.train import Trainer
 
 try:
@@ -30,7 +30,7 @@ try:
 except ImportError:
     from common import RESULTS, finished_run, write_result
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist" / "default.yaml"
+RECIPE = RECIPES / "fashion_mnist" / "default.yaml"
 SHAPE = {"stem_stride": 2, "width_multiplier": 0.5}
 MODELS = {
     "resnet18_fp": ("resnet18_fp", {}, "ResNet-18 (fp32)"),
@@ -93,7 +93,7 @@ def main() -> None:
     path = write_result(
         "landscape",
         {
-            "recipe": str(RECIPE.relative_to(RECIPE.parents[2])),
+            "recipe": "fashion_mnist/default",
             "epochs": args.epochs,
             "grid": asdict(spec),
             "models": runs,

@@ -15,10 +15,10 @@ import argparse
 import torch
 
 from bnext.analysis import profile_model
-from bnext.checkpoint import model_from_checkpoint
 from bnext.commands.quantize_cmd import TABLE7_CONFIGS, quantize_and_evaluate
 from bnext.config import load_config
 from bnext.data import build_data
+from bnext.loading import model_from_checkpoint
 
 try:
     from benchmarks.common import write_result

@@ -14,3 +14,26 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """``trained_checkpoint(model_name)``: a briefly trained, fully binarized checkpoint, built once per test run.
+
+    Tests only read it (export, load, quantize into their own folders).
+    """
+    from bnext.train import Trainer
+    from tests.helpers import tiny_config
+
+    built = {}
+
+    def get(model_name: str = "bnext_tiny"):
+        if model_name not in built:
+            folder = tmp_path_factory.mktemp(model_name)
+            config = tiny_config(folder, epochs=2, temperature_decay="auto")
+            config["model"]["name"] = model_name
+            Trainer(config).fit()
+            built[model_name] = folder / "last.pt"
+        return built[model_name]
+
+    return get

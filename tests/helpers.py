@@ -4,14 +4,22 @@ import copy
 import os
 import signal
 
+import torch
+
 from bnext.config import DEFAULTS
 
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+"""Devices that device-dependent tests run on: the CPU always, CUDA when present."""
 
-def tiny_config(output, epochs=2, **train):
+
+def tiny_config(output, epochs=2, device="cpu", **train):
+    """A 96-image synthetic run of a quarter-width BNext-Tiny, pinned to ``device`` (CPU unless asked)."""
     config = copy.deepcopy(DEFAULTS)
     config["model"] = {"name": "bnext_tiny", "kwargs": {"width_multiplier": 0.25, "stem_stride": 2}}
     config["data"].update(dataset="synthetic", synthetic_size=96, synthetic_classes=4, num_workers=0)
-    config["train"].update({"epochs": epochs, "batch_size": 16, "warmup_epochs": 1, "threads": 1, **train})
+    config["train"].update(
+        {"epochs": epochs, "batch_size": 16, "warmup_epochs": 1, "threads": 1, "device": device, **train}
+    )
     config["output"] = str(output)
     return config
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import bnext
-from bnext.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
+from bnext.checkpoint import CheckpointError, read_checkpoint
+from bnext.loading import model_from_checkpoint
 
 
 def tiny(num_classes=10):
@@ -23,7 +24,10 @@ def test_round_trip_is_bit_exact(tmp_path):
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     rebuilt, payload = model_from_checkpoint(path)
-    assert payload["model_name"] == "bnext_tiny"
+    assert payload["card"] == {
+        "model": "bnext_tiny", "num_classes": 10, "kwargs": {"width_multiplier": 0.25}, "classes": [],
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "input_size": None, "dataset": None,
+    }  # fmt: skip
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model.eval()(x), rebuilt.eval()(x))
 
@@ -88,3 +92,27 @@ def test_atomic_save_leaves_no_temp_files(tmp_path):
     bnext.save_checkpoint(tiny(), tmp_path / "a.pt")
     bnext.save_checkpoint(tiny(), tmp_path / "a.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_trained_checkpoint_card_holds_the_model_facts_once(tmp_path):
+    from bnext.card import card_from_payload
+    from bnext.train import Trainer
+    from tests.helpers import tiny_config
+
+    Trainer(tiny_config(tmp_path, epochs=1)).fit()
+    payload = read_checkpoint(tmp_path / "last.pt")
+    card = card_from_payload(payload)
+    assert (card.model, card.num_classes, card.dataset, card.input_size) == ("bnext_tiny", 4, "synthetic", 32)
+    assert card.classes == [f"class_{i}" for i in range(4)] and card.mean == (0.5,) * 3
+    assert not {"model_name", "model_kwargs", "num_classes", "classes"} & set(payload)  # stored once
+
+
+def test_cards_of_older_files_are_rebuilt():
+    from bnext.card import card_from_payload
+
+    legacy = {"model_name": "bnext18", "model_kwargs": {"num_classes": 10, "stem_stride": 1},
+              "config": {"data": {"dataset": "cifar10", "image_size": 32}}}  # fmt: skip
+    card = card_from_payload(legacy)
+    assert card.create_kwargs() == {"num_classes": 10, "stem_stride": 1}
+    assert card.mean == (0.4914, 0.4822, 0.4465) and card.input_size == 32
+    assert card_from_payload({"state_dict": {}}) is None

@@ -57,7 +57,7 @@ def test_resume_flag_continues_a_run(tmp_path, capsys):
         (["train", "--dataset", "folder", "--data-dir", "/nonexistent/images"], "does not exist"),
         (["train", "--model", "bnext_huge", "--dataset", "synthetic"], "unknown model 'bnext_huge'"),
         (["train", "--set", "train.lrr=1"], "unknown config key 'train.lrr'"),
-        (["train", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
+        (["train", "--config", "/nonexistent.yaml"], "config /nonexistent.yaml is neither a file nor a shipped recipe"),
         (["eval", "--checkpoint", "/nonexistent.pt"], "no checkpoint file at /nonexistent.pt"),
     ],
 )
@@ -71,7 +71,7 @@ def test_eval_refuses_a_dataset_with_another_class_count(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--output", str(out)]) == 0
     assert main(["eval", "--checkpoint", str(out / "last.pt"), "--set", "data.synthetic_classes=7"]) == 2
-    assert "predicts 4 classes" in capsys.readouterr().err
+    assert "has 7 classes but 4 are needed" in capsys.readouterr().err
 
 
 def test_quantize_then_eval_and_profile_the_quantized_checkpoint(tmp_path, capsys):

@@ -1,14 +1,12 @@
 """Config files, overrides and the YAML recipes under configs/."""
 
-from pathlib import Path
-
 import pytest
 
 import bnext
-from bnext.config import load_config
+from bnext.config import RECIPES, load_config
 from bnext.errors import UserError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = RECIPES
 
 
 def test_overrides_merge_model_kwargs_and_read_numbers():
@@ -33,7 +31,7 @@ def test_unknown_key_suggests_the_right_one():
 def test_malformed_override_and_missing_file(tmp_path):
     with pytest.raises(UserError, match="key=value"):
         load_config(None, ["train.lr"])
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="neither a file nor a shipped recipe"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed")
@@ -60,3 +58,26 @@ def test_imagenet_recipes_are_the_papers():
     assert large["distill"]["assistants"] == ["efficientnet_b0", "efficientnet_b4", "convnext_tiny"]
     cifar = load_config(CONFIGS / "cifar10" / "bnext18.yaml")
     assert (cifar["train"]["epochs"], cifar["train"]["batch_size"]) == (256, 128)
+
+
+@pytest.mark.parametrize(
+    "spec", ["imagenet/bnext_tiny", "imagenet/bnext_tiny.yaml", "configs/imagenet/bnext_tiny.yaml"]
+)
+def test_shipped_recipes_resolve_by_name_from_anywhere(spec, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not a checkout: the recipe comes from the package
+    config = load_config(spec)
+    assert config["model"]["name"] == "bnext_tiny" and config["distill"]["weighting"] == "authors_code"
+
+
+def test_unknown_recipe_names_the_fix():
+    with pytest.raises(UserError, match=r"did you mean imagenet/bnext_tiny\?.*bnext recipes"):
+        load_config("imagenet/bnext_tinny")
+
+
+def test_recipes_command_lists_every_shipped_recipe(capsys):
+    from bnext.cli import main
+
+    assert main(["recipes"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert "imagenet/bnext_tiny" in listed and "fashion_mnist/default" in listed
+    assert len(listed) == len(list(RECIPES.rglob("*.yaml")))

@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -33,6 +34,7 @@ def _worker(rank: int, world: int, port: int, output: str) -> None:
     cleanup(trainer.info)
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_hold_the_same_weights_after_training(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bnext import create_model
-from bnext.checkpoint import model_from_checkpoint, read_checkpoint
+from bnext.checkpoint import read_checkpoint
 from bnext.cli import main
 from bnext.deploy import export_checkpoint, kernels, load
 from bnext.deploy.export import packed_entries
@@ -23,8 +23,7 @@ from bnext.deploy.packing import (
     unpack_signs,
 )
 from bnext.errors import UserError
-from bnext.train import Trainer
-from tests.helpers import tiny_config
+from bnext.loading import model_from_checkpoint
 
 PATHS = ["portable", "avx2", "avx512"]
 
@@ -102,16 +101,9 @@ def test_bit_packing_round_trips():
     assert torch.equal(unpack_codes(stored, 4, tuple(codes.shape)), codes.float())
 
 
-def trained_checkpoint(tmp_path, model_name):
-    config = tiny_config(tmp_path / model_name, epochs=2, temperature_decay="auto")
-    config["model"]["name"] = model_name
-    Trainer(config).fit()
-    return tmp_path / model_name / "last.pt"
-
-
 @pytest.mark.parametrize("model_name", ["bnext_tiny", "bnext18"])
-def test_packed_runtime_matches_pytorch_eval(tmp_path, model_name):
-    checkpoint = trained_checkpoint(tmp_path, model_name)
+def test_packed_runtime_matches_pytorch_eval(tmp_path, model_name, trained_checkpoint):
+    checkpoint = trained_checkpoint(model_name)
     report = export_checkpoint(checkpoint, tmp_path / "model.bnx")
     assert report.not_binarized == 0 and report.bytes < report.checkpoint_bytes
     model, _ = model_from_checkpoint(checkpoint)
@@ -125,8 +117,8 @@ def test_packed_runtime_matches_pytorch_eval(tmp_path, model_name):
     assert packed(images[:1]).shape == (1, 4)  # any batch size
 
 
-def test_ptq_checkpoint_exports_integers_and_runs(tmp_path, capsys):
-    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+def test_ptq_checkpoint_exports_integers_and_runs(tmp_path, capsys, trained_checkpoint):
+    checkpoint = trained_checkpoint("bnext_tiny")
     argv = ["quantize", "--checkpoint", str(checkpoint), "--config", "8/8-4/4-4/4-8/8", "--output", str(tmp_path / "q")]
     assert main(argv) == 0
     quantized = tmp_path / "q" / "quantized.pt"
@@ -148,8 +140,8 @@ def test_full_bnext_tiny_packs_under_the_size_targets():
     assert stored <= 14 * 2**20 < fp32_bytes / 8  # 1-bit binary weights, fp32 rest
 
 
-def test_damaged_or_foreign_files_are_refused(tmp_path):
-    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+def test_damaged_or_foreign_files_are_refused(tmp_path, trained_checkpoint):
+    checkpoint = trained_checkpoint("bnext_tiny")
     good = export_checkpoint(checkpoint, tmp_path / "m.bnx").path
     raw = good.read_bytes()
     cases = {
@@ -171,8 +163,8 @@ def test_baseline_models_are_refused_clearly():
         packed_entries(create_model("birealnet18", num_classes=4, width_multiplier=0.25))
 
 
-def test_fallback_without_compiler_warns_and_agrees(tmp_path, monkeypatch):
-    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+def test_fallback_without_compiler_warns_and_agrees(tmp_path, monkeypatch, trained_checkpoint):
+    checkpoint = trained_checkpoint("bnext_tiny")
     packed = load(export_checkpoint(checkpoint, tmp_path / "m.bnx").path)
     images = torch.randn(2, 3, 32, 32)
     fast = packed(images)
@@ -190,8 +182,8 @@ def test_fallback_without_compiler_warns_and_agrees(tmp_path, monkeypatch):
         kernels.extension.cache_clear()
 
 
-def test_export_and_bench_commands(tmp_path, capsys):
-    checkpoint = trained_checkpoint(tmp_path, "bnext_tiny")
+def test_export_and_bench_commands(tmp_path, capsys, trained_checkpoint):
+    checkpoint = trained_checkpoint("bnext_tiny")
     assert main(["export", str(checkpoint), "--output", str(tmp_path / "m.bnx")]) == 0
     assert "smaller" in capsys.readouterr().out
     argv = ["bench", "--checkpoint", str(checkpoint), "--input-size", "32", "--reps", "1", "--json"]

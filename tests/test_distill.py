@@ -20,7 +20,7 @@ from bnext.distill import (
 from bnext.distill.criterion import DistillationLoss
 from bnext.errors import UserError
 from bnext.train import Trainer
-from tests.helpers import InterruptAt, tiny_config
+from tests.helpers import DEVICES, InterruptAt, tiny_config
 
 TABLE8_KC = {
     "resnet34": 1.487,
@@ -96,6 +96,54 @@ def test_gap_sensitive_loss_matches_numpy():
     np.testing.assert_allclose(got_weights.numpy(), weights, rtol=1e-6)
     single = kd_loss(torch.tensor(student), torch.tensor(teachers[0])).item()
     assert single == pytest.approx(ce[:, 0].mean(), rel=1e-6)
+
+
+def _authors_loss_loop(student, teachers):
+    """The authors' script, written out per teacher and instance: each KD term becomes its batch mean
+    before the per-instance weights multiply it (numpy, independent of bnext)."""
+    log_s = numpy_log_softmax(student)
+    kd = [-(np.exp(numpy_log_softmax(t)) * log_s).sum(axis=1) for t in teachers]
+    gaps = np.stack(kd, axis=1)
+    weights = np.exp(gaps - gaps.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    total = 0.0
+    for n in range(student.shape[0]):
+        total += sum(kd[i].mean() * weights[n, i] for i in range(len(teachers)))
+    return total / student.shape[0] / len(teachers)
+
+
+def test_authors_code_weighting_matches_their_formula_and_differs_from_eq4():
+    rng = np.random.default_rng(1)
+    student = rng.normal(size=(8, 5)) * 2
+    teachers = [rng.normal(size=(8, 5)) * 3 for _ in range(2)]
+    tensors = [torch.tensor(t) for t in teachers]
+    authors, _ = gap_sensitive_kd_loss(torch.tensor(student), tensors, weighting="authors_code")
+    instance, _ = gap_sensitive_kd_loss(torch.tensor(student), tensors, weighting="instance")
+    assert authors.item() == pytest.approx(_authors_loss_loop(student, teachers), rel=1e-6)  # fp32 math
+    assert abs(authors.item() - instance.item()) > 1e-3  # really another loss
+    with pytest.raises(ValueError, match="weighting"):
+        gap_sensitive_kd_loss(torch.tensor(student), tensors, weighting="per_batch")
+
+
+def test_weighting_reaches_the_criterion_from_the_config():
+    def linear_teacher(name):
+        return Teacher(name, torch.nn.Linear(8, 4), (0.0,), (1.0,))
+
+    torch.manual_seed(0)
+    strong, assistant = linear_teacher("s"), linear_teacher("a")
+    student, x = torch.nn.Linear(8, 4), torch.randn(6, 8)
+    losses = {}
+    for weighting in ("instance", "authors_code"):
+        criterion = DistillationLoss(
+            "gap_sensitive", strong, [assistant], 2, (0.0,), (1.0,), 4, teacher_amp=False, weighting=weighting
+        )
+        losses[weighting] = criterion(student(x), None, x, epoch=0).item()
+    teacher_logits = [assistant.model(x).detach(), strong.model(x).detach()]
+    for weighting, value in losses.items():
+        expected, _ = gap_sensitive_kd_loss(student(x).detach(), teacher_logits, weighting=weighting)
+        assert value == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(UserError, match="distill.weighting"):
+        DistillationLoss("gap_sensitive", strong, [], 2, (0.0,), (1.0,), 4, weighting="batch")
 
 
 def test_gradients_never_reach_a_teacher():
@@ -183,7 +231,7 @@ def test_wrong_teacher_class_count_is_named(tmp_path):
     )
     config = tiny_config(tmp_path / "run", epochs=1)
     config["distill"].update(mode="kd", strong=str(teacher_path))
-    with pytest.raises(UserError, match="predicts 7 classes but the student has 4"):
+    with pytest.raises(UserError, match=r"teacher .* \(the student predicts 4\) has 7 classes but 4 are needed"):
         Trainer(config).fit()
 
 
@@ -194,12 +242,14 @@ def _teacher_checkpoint(tmp_path, name, width):
     return str(tmp_path / name / "best.pt")
 
 
-def test_kd_training_logs_schedule_and_resumes_mid_schedule(tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+def test_kd_training_logs_schedule_and_resumes_mid_schedule(tmp_path, device):
     strong = _teacher_checkpoint(tmp_path, "strong", 0.25)
     assistants = [_teacher_checkpoint(tmp_path, "a1", 0.125), _teacher_checkpoint(tmp_path, "a2", 0.125)]
 
     def config(output):
-        c = tiny_config(output, epochs=4)
+        c = tiny_config(output, epochs=4, device=device, deterministic=device == "cuda")
         c["distill"].update(mode="gap_sensitive", strong=strong, assistants=assistants, teacher_amp=False)
         return c
 

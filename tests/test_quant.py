@@ -15,6 +15,7 @@ from bnext.quant import (
     quantize_model,
 )
 from bnext.quant.layers import QuantizedMixin
+from tests.helpers import DEVICES
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
@@ -56,11 +57,12 @@ def test_parts_of_bnext_are_stem_se_and_classifier():
     assert len(parts["squeeze"]) == len(parts["expand"]) == sum(1 for n in parts["squeeze"] if n.endswith("gate.1"))
 
 
-def test_eight_bit_ptq_changes_logits_of_a_trained_model_little_and_leaves_binary_weights(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_eight_bit_ptq_changes_logits_of_a_trained_model_little_and_leaves_binary_weights(tmp_path, device):
     from bnext.train import Trainer
     from tests.helpers import tiny_config
 
-    trainer = Trainer(tiny_config(tmp_path, epochs=2))
+    trainer = Trainer(tiny_config(tmp_path, epochs=2, device=device))
     trainer.fit()
     model = trainer.model.eval()
     binary_before = {n: p.clone() for n, p in model.named_parameters() if "binary_conv" in n}

@@ -5,8 +5,8 @@ import torch
 
 import bnext
 from bnext.config import DEFAULTS
+from bnext.nn.quantizers import EXACT_SIGN_BELOW
 from bnext.train.schedule import (
-    SIGN_THRESHOLD,
     build_optimizer,
     lr_at_epoch,
     parameter_groups,
@@ -63,6 +63,6 @@ def test_temperature_schedule_paper_and_auto():
     assert temperature_at_epoch(0, cfg) == 1.0
     assert temperature_at_epoch(10, cfg) == pytest.approx(0.9**10)
     short = recipe(epochs=6, temperature_decay="auto")
-    assert temperature_at_epoch(4, short) >= SIGN_THRESHOLD > temperature_at_epoch(5, short)
+    assert temperature_at_epoch(4, short) >= EXACT_SIGN_BELOW > temperature_at_epoch(5, short)
     with pytest.raises(ValueError, match="temperature_decay"):
         temperature_at_epoch(1, recipe(temperature_decay=1.5))

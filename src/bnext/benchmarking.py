@@ -13,19 +13,14 @@ from typing import Any
 
 import torch
 
+from bnext.hardware import cpu_model, isa_summary
+
 
 def machine() -> dict[str, Any]:
-    """CPU model, core count, Python / torch versions and GPU (if any) of this machine."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """CPU model and ISA flags, core count, Python / torch versions and GPU (if any) of this machine."""
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
+        "isa": isa_summary(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

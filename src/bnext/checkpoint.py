@@ -1,17 +1,16 @@
-"""Checkpoint files: atomic writes, integrity checks, and loading ours or the authors' weights.
+"""Checkpoint files: atomic writes, integrity checks, and loading weights (ours or the authors') into a model.
 
 Our format is a ``torch.save`` dict with ``format="bnext"``, a ``version``, the
 model's registry name and keyword arguments, its ``state_dict`` under ``model``
 and a SHA-256 of that state dict, so a damaged file is refused, not loaded.
-The authors' ``.pth.tar`` files (``hpi-xnor/BNext``) hold a ``state_dict`` with
-DataParallel's ``module.`` prefix and their module names; they are renamed here.
+The authors' ``.pth.tar`` files are renamed by ``bnext.authors_weights``; building
+the model a checkpoint names is ``bnext.loading.model_from_checkpoint``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,10 @@ import torch
 from torch import nn
 
 from bnext.atomic import atomic_write
+from bnext.authors_weights import from_authors_names
+from bnext.card import ModelCard
 from bnext.errors import UserError
+from bnext.nn.wrappers import unwrap_model
 
 FORMAT = "bnext"
 VERSION = 1
@@ -51,17 +53,25 @@ def save_checkpoint(
     model: nn.Module,
     path: str | Path,
     *,
+    card: ModelCard | None = None,
     model_name: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Path:
-    """Write ``model``'s weights (plus any ``extra`` entries) atomically with a checksum."""
+    """Write ``model``'s weights (plus any ``extra`` entries) atomically with a checksum.
+
+    The model card (``card``, or one made from ``model_name`` / ``model_kwargs``) is
+    stored once, under ``"card"``; ``bnext.card.card_from_payload`` reads it back.
+    """
     state = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    if card is None and model_name is not None:
+        kwargs = dict(model_kwargs or {})
+        num_classes = int(kwargs.pop("num_classes", getattr(unwrap_model(model), "num_classes", 1000)))
+        card = ModelCard(model_name, num_classes, kwargs)
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "model_name": model_name,
-        "model_kwargs": dict(model_kwargs or {}),
+        "card": card.as_dict() if card is not None else None,
         "model": state,
         "model_sha256": state_digest(state),
         **extra,
@@ -117,47 +127,6 @@ def _strip_wrappers(key: str) -> str:
     return key
 
 
-_AUTHORS_BNEXT_RULES = [
-    (re.compile(r"^feature\.0\."), "stem."),
-    (re.compile(r"^feature\.(\d+)\."), lambda m: f"blocks.{int(m.group(1)) - 1}."),
-    (re.compile(r"\.(Attention|FFN_3x3)\."), ".mixer."),
-    (re.compile(r"\.(FFN|FFN_1)\."), ".ffn.0."),
-    (re.compile(r"\.FFN_2\."), ".ffn.1."),
-    (re.compile(r"\.se\.se\."), ".se.gate."),
-]
-_AUTHORS_BNEXT18_RULES = [
-    (re.compile(r"\.Attention\.downsample\."), ".mixer.shortcut."),
-    (re.compile(r"\.Attention\."), ".mixer."),
-    (re.compile(r"\.FFN\."), ".ffn."),
-    (re.compile(r"\.se\.se\."), ".se.gate."),
-]
-
-
-def from_authors_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename the module paths of the authors' BNext / BNext-18 code to ours (others pass through)."""
-    if any(k.startswith("feature.") for k in state):
-        rules = _AUTHORS_BNEXT_RULES
-    elif any(".Attention." in k for k in state):
-        rules = _AUTHORS_BNEXT18_RULES
-    else:
-        return dict(state)
-    renamed = {}
-    for key, value in state.items():
-        for pattern, replacement in rules:
-            key = pattern.sub(replacement, key)
-        renamed[key] = value
-    return renamed
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside DDP / DataParallel / torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise a CheckpointError naming missing / unexpected keys and shape mismatches."""
     expected = unwrap_model(model).state_dict()
@@ -189,25 +158,3 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
     check_compatible(model, state, str(path))
     unwrap_model(model).load_state_dict(state, strict=True)
     return payload
-
-
-def model_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the registered model a bnext checkpoint names and load its weights."""
-    from bnext.models import create_model
-
-    payload = read_checkpoint(path)
-    name = payload.get("model_name")
-    if not name:
-        raise CheckpointError(
-            f"{path} does not name its model (a foreign checkpoint?): build the model with "
-            "bnext.create_model(name, num_classes=..., checkpoint=path) instead"
-        )
-    model = create_model(name, **{**payload.get("model_kwargs", {}), **overrides})
-    if payload.get("quant_config"):
-        from bnext.quant import quantize_model
-
-        quantize_model(model, payload["quant_config"])
-    state = from_authors_names(extract_state_dict(payload))
-    check_compatible(model, state, str(path))
-    model.load_state_dict(state, strict=True)
-    return model, payload

@@ -11,13 +11,17 @@ from bnext.commands import (
     eval_cmd,
     export_cmd,
     landscape_cmd,
+    models_cmd,
     profile_cmd,
     quantize_cmd,
+    recipes_cmd,
     teachers_cmd,
     train_cmd,
 )
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "models": ("list the registered models", models_cmd.add_arguments, models_cmd.run),
+    "recipes": ("list the shipped YAML recipes", recipes_cmd.add_arguments, recipes_cmd.run),
     "train": ("train a model from a YAML recipe", train_cmd.add_arguments, train_cmd.run),
     "eval": ("evaluate a checkpoint: top-1 / top-5", eval_cmd.add_arguments, eval_cmd.run),
     "profile": ("per-layer parameters, size, BOPs, FLOPs, OPs", profile_cmd.add_arguments, profile_cmd.run),
@@ -33,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnext", description="Accurate and fast binary neural networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
         add_arguments(command)
         command.set_defaults(handler=handler)
     return parser

@@ -53,10 +53,14 @@ DEFAULTS: dict[str, Any] = {
         "temperature_per_step": False,  # decay smoothly within the epoch instead of at its boundary
         "bn_recalibration_batches": 0,  # re-estimate BatchNorm statistics on N train batches before eval
         "label_smoothing": 0.0,
-        "amp": False,  # bf16 autocast on CPU, fp16 (with loss scaling) on CUDA
-        "amp_dtype": "auto",  # auto | bf16 | fp16
+        "device": "auto",  # auto (CUDA when present) | cpu | cuda
+        "amp": "auto",  # auto (on for CUDA, off on CPU) | true | false (false: the authors' fp32 training)
+        "amp_dtype": "auto",  # auto (bf16 where native: bf16 GPUs, AVX512_BF16/AMX CPUs; fp16 older GPUs) | bf16 | fp16
         "channels_last": False,
-        "compile": False,
+        "compile": "auto",  # auto (on for CUDA) | true | false
+        "compile_mode": "auto",  # auto (reduce-overhead for inputs <= 64 px on CUDA) | default | reduce-overhead | ...
+        "deterministic": False,  # deterministic cuDNN / cuBLAS: a resumed CUDA run is bit-exact (slower)
+        "log_every": 25,  # steps between reads of the on-device loss / accuracy (progress bar, NaN check)
         "ema_decay": 0.0,  # EMA of weights (0 = off)
         "seed": 0,
         "eval_every": 1,
@@ -66,7 +70,9 @@ DEFAULTS: dict[str, Any] = {
         "mode": "none",  # none | kd | gap_sensitive
         "strong": None,
         "assistants": [],
-        "teacher_amp": True,  # teachers under autocast (bf16 on CPU, fp16 on CUDA)
+        "teacher_amp": True,  # teachers under autocast where the hardware runs it natively (as train.amp_dtype auto)
+        "weighting": "instance",  # gap-sensitive weights: instance (paper Eq. 4) | authors_code (their script)
+        "hard_label_weight": 0.0,  # alpha: loss = (1 - alpha) KD + alpha CE(labels); 0 = KD only (the paper)
     },
     "output": "runs/default",
     "tensorboard": False,
@@ -106,9 +112,14 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], path: str = "") -> d
     return base
 
 
-def add_set_argument(parser: argparse.ArgumentParser, help: str = "override a config key (repeatable)") -> None:
+def add_set_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "override a config key (repeatable)",
+    flag: str = "--set",
+    dest: str = "overrides",
+) -> None:
     """The ``--set KEY=VALUE`` option every command shares; values land in ``args.overrides``."""
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+    parser.add_argument(flag, dest=dest, action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -129,6 +140,34 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
+"""The recipes shipped with the package (``bnext recipes`` lists them)."""
+
+
+def list_recipes() -> list[str]:
+    """Names of the shipped recipes, e.g. ``imagenet/bnext_tiny``."""
+    return sorted(str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml"))
+
+
+def resolve_recipe(spec: str | Path) -> Path:
+    """A YAML file: ``spec`` itself when it exists, else the shipped recipe it names.
+
+    ``imagenet/bnext_tiny``, ``imagenet/bnext_tiny.yaml`` and the checkout path
+    ``configs/imagenet/bnext_tiny.yaml`` all name the same shipped recipe, so
+    commands work the same from a checkout and from an installed wheel.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec).removeprefix("configs/").removesuffix(".yaml")
+    shipped = RECIPES / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    close = difflib.get_close_matches(name, list_recipes(), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UserError(f"config {spec} is neither a file nor a shipped recipe{hint}: `bnext recipes` lists them")
+
+
 def load_config(
     path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -138,9 +177,7 @@ def load_config(
     if base:
         _merge(config, base)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {path} not found (recipes live under configs/)")
+        path = resolve_recipe(path)
         try:
             recipe = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:

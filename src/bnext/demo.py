@@ -1,47 +1,53 @@
 """The main job (``make demo``): a short BNext run on Fashion-MNIST with knowledge distillation.
 
-1. Train (or reuse) a small full-precision teacher (``configs/fashion_mnist/teacher.yaml``).
-2. Distill the BNext student from it (``configs/fashion_mnist/default.yaml``).
+1. Train (or reuse) a small full-precision teacher (recipe ``fashion_mnist/teacher``).
+2. Distill the BNext student from it (recipe ``fashion_mnist/default``).
 3. Export it as a packed 1-bit ``.bnx`` model, check the packed runtime's test accuracy,
    and time it against PyTorch fp32 eval of the same model.
 4. Report test accuracy, where the checkpoint / metrics / curves are, the model's
-   cost, size and speed, and write ``benchmarks/results/demo_fashion_mnist.json``. The
-   accuracy of the same student without KD is quoted from the KD ablation benchmark
-   (training it here too would double the demo's ten minutes).
+   cost, size and speed, and write the summary to ``OUTPUT/summary.json``. Only
+   ``--record FILE`` (what ``make bench`` passes) writes a result file elsewhere, such
+   as the tracked ``benchmarks/results/demo_fashion_mnist.json``.
 
-    python -m bnext.demo [--output runs/demo] [--set key=value ...]
+Runs on the GPU when there is one, else on the CPU; autocast only where the hardware
+computes bf16 natively (see ``bnext.hardware``).
+
+    python -m bnext.demo [--output runs/demo] [--set key=value ...] [--record FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from bnext.analysis import profile_model
 from bnext.benchmarking import write_result
+from bnext.card import card_from_payload
 from bnext.checkpoint import CheckpointError, read_checkpoint
 from bnext.config import add_set_argument, load_config
+from bnext.hardware import cpu_model, isa_summary
 from bnext.train import Trainer
-
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs" / "fashion_mnist"
+from bnext.train.distributed import init_distributed
 
 
-def _usable(path: Path, epochs: int) -> bool:
-    """A finished teacher run at ``path`` (a damaged or unfinished one is retrained)."""
+def _usable(path: Path, config: dict) -> bool:
+    """A finished teacher run of this recipe at ``path`` (a damaged, unfinished or other one is retrained)."""
     try:
-        return read_checkpoint(path).get("epoch") == epochs
+        payload = read_checkpoint(path)
     except CheckpointError:
         return False
+    card = card_from_payload(payload)
+    same_model = card is not None and (card.model, card.kwargs) == (config["model"]["name"], config["model"]["kwargs"])
+    return same_model and payload.get("epoch") == config["train"]["epochs"]
 
 
 def train_teacher(output: Path, overrides: list[str]) -> tuple[Path, dict]:
-    config = load_config(CONFIGS / "teacher.yaml", [f"output={output}", *overrides])
+    config = load_config("fashion_mnist/teacher", [f"output={output}", *overrides])
     last = output / "last.pt"
-    if _usable(last, config["train"]["epochs"]):
+    if _usable(last, config):
         payload = read_checkpoint(last)
         print(f"teacher: reusing {last} (val top-1 {payload['best_top1']:.2f}%)")
         return last, {"reused": True, "val_top1": payload["best_top1"], "seconds": 0.0}
@@ -53,7 +59,7 @@ def train_teacher(output: Path, overrides: list[str]) -> tuple[Path, dict]:
 
 
 def train_student(output: Path, teacher: Path, overrides: list[str]) -> tuple[Trainer, dict, float]:
-    config = load_config(CONFIGS / "default.yaml", [f"output={output}", f"distill.strong={teacher}", *overrides])
+    config = load_config("fashion_mnist/default", [f"output={output}", f"distill.strong={teacher}", *overrides])
     start = time.perf_counter()
     trainer = Trainer(config)
     record = trainer.fit()
@@ -82,42 +88,50 @@ def deploy_student(trainer: Trainer, checkpoint: Path) -> dict:
     return {
         "file": str(report.path),
         "bytes": report.bytes,
-        "fp32_weights_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()),
+        "fp32_weights_bytes": report.fp32_weights_bytes,
         "checkpoint_bytes": report.checkpoint_bytes,
+        "kernel_path": speed["kernel_path"],
         "test_top1": packed_top1,
         "speed": speed["end_to_end"],
     }
 
 
-def _recorded_without_kd() -> tuple[float, float, int] | None:
-    """(cross-entropy top-1, standard-KD top-1, epochs) of the KD ablation benchmark, if recorded."""
-    path = REPO / "benchmarks" / "results" / "kd_ablation.json"
-    try:
-        data = json.loads(path.read_text())
-        students = data["students"]
-        return students["a_cross_entropy"]["test_top1"], students["b_kd_lowest_kc"]["test_top1"], data["student_epochs"]
-    except (OSError, KeyError, ValueError):
-        return None
+def describe_machine(device: torch.device) -> str:
+    """Where the demo runs, in words: the GPU's name, or the CPU model with its relevant ISA flags."""
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    flags = [flag for flag, present in isa_summary().items() if present]
+    return f"CPU {cpu_model()} ({', '.join(flags) or 'no AVX2'}; {torch.get_num_threads()} threads)"
+
+
+def phase(number: int, text: str) -> None:
+    print(f"\n[{number}/4] {text}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fashion-MNIST BNext demo with knowledge distillation")
-    parser.add_argument("--output", default="runs/demo")
+    parser = argparse.ArgumentParser(
+        description="Fashion-MNIST BNext demo with knowledge distillation",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--output", default="runs/demo", help="run folder (teacher/, student/, summary.json)")
     add_set_argument(parser, "override a key of the student recipe")
-    parser.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "demo_fashion_mnist.json"))
+    add_set_argument(parser, "override a key of the teacher recipe", "--teacher-set", "teacher_overrides")
+    parser.add_argument("--record", metavar="FILE", help="also write the summary to FILE (benchmarks: make bench)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.output)
     started = time.perf_counter()
-    teacher_path, teacher = train_teacher(out / "teacher", [])
+    device = init_distributed().device
+    print(f"bnext demo on {describe_machine(device)}", flush=True)
+    phase(1, "fp teacher (resnet18_fp, half width) on Fashion-MNIST")
+    teacher_path, teacher = train_teacher(out / "teacher", args.teacher_overrides)
+    phase(2, "BNext student (bnext_tiny, quarter width) distilled from the teacher")
     trainer, record, seconds = train_student(out / "student", teacher_path, args.overrides)
-
-    from bnext.analysis import profile_model
-
     cost = profile_model(trainer.model.cpu(), trainer.data.image_size)
+    phase(3, "export to a packed 1-bit .bnx file, test accuracy and speed of the packed model (CPU)")
     deployed = deploy_student(trainer, out / "student" / "last.pt")
     total = time.perf_counter() - started
     summary = {
+        "device": describe_machine(device),
         "teacher": teacher,
         "student": {
             "model": trainer.config["model"],
@@ -126,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "test_top5": record["val_top5"],
             "final_temperature": record["temperature"],
             "seconds": seconds,
+            "images_per_s": record["images_per_s"],
             "params_binary": cost.params_binary,
             "params_fp": cost.params_fp,
             "size_mib": cost.size_mib,
@@ -135,38 +150,35 @@ def main(argv: list[str] | None = None) -> int:
         "packed": deployed,
         "total_seconds": total,
     }
-    write_result(args.result, summary)
+    summary_path = write_result(out / "summary.json", summary)
+    if args.record:
+        write_result(args.record, summary)
     student = out / "student"
-    print()
+    phase(4, "results")
     print(
         f"BNext student (KD from the fp teacher): test top-1 {record['val_top1']:.2f}%  "
         f"top-5 {record['val_top5']:.2f}%  (teacher {teacher['val_top1']:.2f}%)"
     )
-    recorded = _recorded_without_kd()
-    if recorded is not None:
-        without_kd, with_kd, epochs = recorded
-        print(
-            f"without KD (this recipe, cross-entropy, {epochs} epochs, benchmarks/results/kd_ablation.json): "
-            f"test top-1 {without_kd:.2f}% (with KD there: {with_kd:.2f}%)"
-        )
     print(
         f"binary weights: {cost.params_binary:,} at 1 bit; size {cost.size_mib:.2f} MiB; "
         f"OPs {cost.ops:.3e}; total time {total / 60:.1f} min"
     )
     mib = 2**20
     print(
-        f"packed 1-bit model: {deployed['file']} {deployed['bytes'] / mib:.2f} MiB (fp32 weights "
-        f"{deployed['fp32_weights_bytes'] / mib:.2f} MiB, training checkpoint {deployed['checkpoint_bytes'] / mib:.1f} "
-        f"MiB); its test top-1 {deployed['test_top1']:.2f}% (PyTorch eval {record['val_top1']:.2f}%)"
+        f"packed 1-bit model: {deployed['file']} {deployed['bytes'] / mib:.2f} MiB, "
+        f"{deployed['fp32_weights_bytes'] / deployed['bytes']:.1f}x smaller than its fp32 weights "
+        f"({deployed['fp32_weights_bytes'] / mib:.2f} MiB); its test top-1 {deployed['test_top1']:.2f}% "
+        f"(PyTorch eval {record['val_top1']:.2f}%)"
     )
     for row in deployed["speed"]:
         print(
-            f"speed, batch {row['batch']}, {row['threads']} threads, {trainer.data.image_size} px: PyTorch fp32 "
-            f"{row['torch_fp32_ms']:.2f} ms, packed {row['packed_ms']:.2f} ms ({row['speedup']:.1f}x)"
+            f"speed on {cpu_model()} ({deployed['kernel_path']} kernels), batch {row['batch']}, {row['threads']} "
+            f"threads, {trainer.data.image_size} px: PyTorch fp32 {row['torch_fp32_ms']:.2f} ms, packed "
+            f"{row['packed_ms']:.2f} ms ({row['speedup']:.1f}x; at this toy size fp ops and call overheads dominate)"
         )
     print(
         f"checkpoint: {student / 'last.pt'}\nmetrics:    {student / 'metrics.jsonl'}\n"
-        f"curves:     {student / 'curves.png'}\nsummary:    {args.result}"
+        f"curves:     {student / 'curves.png'}\nsummary:    {summary_path}"
     )
     return 0
 

@@ -24,9 +24,9 @@ def checkpoint_landscape(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Compute (or finish) the loss grid of a bnext checkpoint on the first ``batches`` of its validation split."""
-    from bnext.checkpoint import model_from_checkpoint
     from bnext.config import load_config
     from bnext.data import build_data
+    from bnext.loading import model_from_checkpoint
 
     model, payload = model_from_checkpoint(checkpoint)
     config = load_config(
@@ -59,7 +59,8 @@ def draw_report(grid_paths: Mapping[str, Path], output: Path, captions: Mapping[
         coordinates = next(iter(grids.values()))["coordinates"]
         panel_captions = {
             name: f"{captions.get(name, name)}\nnon-convex {report[name]['nonconvex_share']:.2f}, "
-            f"curvature {report[name]['mean_abs_laplacian']:.3g}" for name in grids
+            f"curvature {report[name]['mean_abs_laplacian']:.3g}"
+            for name in grids
         }
         plot_panel(coordinates, {n: g["loss"] for n, g in grids.items()}, output / "panel.png", panel_captions)
     (output / "smoothness.json").write_text(json.dumps(report, indent=2) + "\n")

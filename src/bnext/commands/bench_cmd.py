@@ -23,10 +23,12 @@ def run(args: argparse.Namespace) -> int:
     from bnext.deploy.bench import format_report, run_benchmark
 
     if args.checkpoint:
-        from bnext.checkpoint import model_from_checkpoint
+        from bnext.card import card_from_payload
+        from bnext.loading import model_from_checkpoint
 
         model, payload = model_from_checkpoint(args.checkpoint)
-        name, kwargs = payload["model_name"], payload["model_kwargs"]
+        card = card_from_payload(payload)
+        name, kwargs = card.model, card.create_kwargs()
     else:
         from bnext.models import create_model
 

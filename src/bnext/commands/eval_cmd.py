@@ -18,10 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnext.checkpoint import model_from_checkpoint
+    from bnext.card import card_from_payload, check_class_count
     from bnext.config import load_config
     from bnext.data import build_data
-    from bnext.errors import UserError
+    from bnext.loading import model_from_checkpoint
     from bnext.train import evaluate
 
     model, payload = model_from_checkpoint(args.checkpoint)
@@ -29,12 +29,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     config = load_config(None, ["data.subset=null", *overrides, *args.overrides], base=payload.get("config"))
     data = build_data(config)
-    model_classes = payload["model_kwargs"].get("num_classes")
-    if model_classes is not None and model_classes != data.num_classes:
-        raise UserError(
-            f"the checkpoint predicts {model_classes} classes but {config['data']['dataset']!r} has "
-            f"{data.num_classes}: evaluate on the dataset it was trained on"
-        )
+    check_class_count(
+        card_from_payload(payload).num_classes,
+        data.num_classes,
+        f"dataset {config['data']['dataset']!r}",
+        "the checkpoint predicts another class count; evaluate on the dataset it was trained on",
+    )
     result = evaluate(model, data.val, progress=True)
     if args.json:
         print(json.dumps(result))

@@ -24,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"wrote {report.path}: {report.bytes / MIB:.2f} MiB ({report.binary_layers} binary layers, "
-        f"{report.binary_weights:,} weights at 1 bit); checkpoint {report.checkpoint_bytes / MIB:.2f} MiB "
-        f"-> {report.checkpoint_bytes / report.bytes:.1f}x smaller"
+        f"{report.binary_weights:,} weights at 1 bit)\n"
+        f"  {report.fp32_weights_bytes / report.bytes:.1f}x smaller than the model's fp32 weights "
+        f"({report.fp32_weights_bytes / MIB:.2f} MiB)\n"
+        f"  {report.checkpoint_bytes / report.bytes:.1f}x smaller than {args.checkpoint} "
+        f"({report.checkpoint_bytes / MIB:.2f} MiB; a training checkpoint also holds optimizer state)"
     )
     return 0

@@ -10,7 +10,7 @@ from bnext.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="registered model name (see `bnext profile --list`) or a checkpoint path")
+    parser.add_argument("model", help="registered model name (see `bnext models`) or a checkpoint path")
     parser.add_argument("--input-size", type=int, default=224, help="square input resolution (default 224)")
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier width (default 1000)")
     parser.add_argument("--stem-stride", type=int, default=None, help="stem stride (default: the model's)")
@@ -40,7 +40,7 @@ def format_table(cost: ModelCost) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnext.checkpoint import model_from_checkpoint
+    from bnext.loading import model_from_checkpoint
     from bnext.models import create_model, is_model
 
     if is_model(args.model):

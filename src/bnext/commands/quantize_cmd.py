@@ -43,9 +43,11 @@ def quantize_and_evaluate(model, data, config: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnext.checkpoint import model_from_checkpoint, save_checkpoint
+    from bnext.card import card_from_payload
+    from bnext.checkpoint import save_checkpoint
     from bnext.config import load_config
     from bnext.data import build_data
+    from bnext.loading import model_from_checkpoint
     from bnext.quant import parse_quant_config
 
     model, payload = model_from_checkpoint(args.checkpoint)
@@ -61,12 +63,11 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"config": text, "top1": top1, "top5": top5})
         if args.output and not args.sweep:
             path = Path(args.output) / "quantized.pt"
-            extra = {k: payload[k] for k in ("config", "num_classes", "classes") if k in payload}
+            extra = {k: payload[k] for k in ("config",) if k in payload}
             save_checkpoint(
                 quantized,
                 path,
-                model_name=payload["model_name"],
-                model_kwargs=payload["model_kwargs"],
+                card=card_from_payload(payload),
                 quant_config=text,
                 kind="quantized",
                 best_top1=top1,

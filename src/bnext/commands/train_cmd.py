@@ -19,7 +19,9 @@ FLAG_KEYS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML recipe (see configs/); defaults are the Fashion-MNIST demo's")
+    parser.add_argument(
+        "--config", help="a YAML file or a shipped recipe name such as imagenet/bnext_tiny (`bnext recipes` lists them)"
+    )
     add_set_argument(parser, "override a config key, e.g. --set train.lr=5e-4 (repeatable)")
     parser.add_argument("--model", help="registered model name (model.name)")
     parser.add_argument("--dataset", help="imagenet | cifar10 | cifar100 | fashion-mnist | folder | synthetic")

@@ -11,20 +11,10 @@ import torch
 from bnext.data import augment, memory
 from bnext.data.folders import SafeImageFolder
 from bnext.data.loader import FileLoader, InMemoryLoader
+from bnext.data.stats import input_stats
 from bnext.errors import UserError
 
 DATASETS = ("imagenet", "cifar10", "cifar100", "fashion-mnist", "folder", "synthetic")
-_STATS = {
-    "fashion-mnist": ((0.2860,) * 3, (0.3530,) * 3),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "synthetic": ((0.5,) * 3, (0.25,) * 3),
-}
-
-
-def input_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel (mean, std) in [0, 1] units that ``dataset`` is normalized with."""
-    return _STATS.get(dataset, (augment.IMAGENET_MEAN, augment.IMAGENET_STD))
 
 
 @dataclass
@@ -65,8 +55,11 @@ def _folder_datasets(name: str, cfg: dict[str, Any]) -> tuple[SafeImageFolder, S
     return SafeImageFolder(root / "train", train_tf), SafeImageFolder(root / "val", val_tf)
 
 
-def build_data(config: dict[str, Any], rank: int = 0, world: int = 1) -> DataBundle:
-    """Loaders for ``config['data']`` with the global batch of ``config['train']`` split over ``world`` ranks."""
+def build_data(config: dict[str, Any], rank: int = 0, world: int = 1, device: torch.device | None = None) -> DataBundle:
+    """Loaders for ``config['data']`` with the global batch of ``config['train']`` split over ``world`` ranks.
+
+    In-memory datasets deliver batches already on ``device`` (augmented there).
+    """
     cfg, train_cfg = config["data"], config["train"]
     name = cfg["dataset"]
     if name not in DATASETS:
@@ -95,7 +88,7 @@ def build_data(config: dict[str, Any], rank: int = 0, world: int = 1) -> DataBun
     mean, std = input_stats(name)
     mean_t, std_t = torch.tensor(mean), torch.tensor(std)
     do_augment = cfg["augment"] != "none"
-    common = dict(mean=mean_t, std=std_t, seed=seed, rank=rank, world=world)
+    common = dict(mean=mean_t, std=std_t, seed=seed, rank=rank, world=world, device=device or torch.device("cpu"))
     return DataBundle(
         InMemoryLoader(train_split, batch, train=True, repeats=repeats, augment=do_augment, **common),
         InMemoryLoader(val_split, batch, train=False, **common),

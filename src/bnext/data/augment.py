@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from bnext.data.stats import IMAGENET_MEAN, IMAGENET_STD
 
 
 def pad_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

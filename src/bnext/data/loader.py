@@ -8,7 +8,7 @@ the batches it would have seen, and DDP ranks read disjoint shards.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -72,7 +72,13 @@ class EpochSampler(Sampler[int]):
 
 @dataclass
 class InMemoryLoader:
-    """Batches of an ``ArraySplit``, augmented per batch with tensor ops (``augment`` = pad-4 crop + flip)."""
+    """Batches of an ``ArraySplit``, augmented per batch with tensor ops (``augment`` = pad-4 crop + flip).
+
+    Each uint8 batch is copied to ``device`` once (from pinned memory, without
+    blocking, on CUDA) and cropped, flipped and normalized there: a GPU never waits
+    on CPU augmentation. The random draws come from a CPU generator seeded by
+    (seed, epoch, batch), so CPU and GPU runs see the same crops and flips.
+    """
 
     split: ArraySplit
     batch_size: int
@@ -84,6 +90,7 @@ class InMemoryLoader:
     world: int = 1
     repeats: int = 1
     augment: bool = True
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __len__(self) -> int:
         count = len(
@@ -111,11 +118,14 @@ class InMemoryLoader:
         )
         for batch in range(start_batch, len(self)):
             chosen = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
-            images = self.split.images[chosen]
+            images, labels = self.split.images[chosen], self.split.labels[chosen]
+            if self.device.type == "cuda":
+                images = images.pin_memory().to(self.device, non_blocking=True)
+                labels = labels.pin_memory().to(self.device, non_blocking=True)
             if self.train and self.augment:
                 generator = torch.Generator().manual_seed(((self.seed * 7919 + epoch) * 1_000_003 + batch) % 2**63)
                 images = pad_crop_flip(images, 4, generator)
-            yield normalize(images, self.mean, self.std), self.split.labels[chosen], 0
+            yield normalize(images, self.mean.to(self.device), self.std.to(self.device)), labels, 0
 
 
 @dataclass

@@ -25,8 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnext.card import ModelCard
 from bnext.deploy.export import packed_entries, packed_header
+from bnext.deploy.kernels import resolved_path
 from bnext.deploy.runtime import PackedBinaryConv, PackedModel, build_packed_model
+from bnext.hardware import cpu_model, isa_summary
 from bnext.nn import set_temperature
 from bnext.nn.binary_conv import BinaryConv2d
 
@@ -58,7 +61,9 @@ def packed_from_model(model: nn.Module, name: str, kwargs: dict[str, Any], kerne
     model = copy.deepcopy(model).eval()
     set_temperature(model, 0.0)
     entries, _ = packed_entries(model)
-    return build_packed_model(packed_header(model, entries, name, kwargs), entries, kernel_path)
+    rest = {k: v for k, v in kwargs.items() if k != "num_classes"}
+    card = ModelCard(name, int(kwargs.get("num_classes", getattr(model, "num_classes", 1000))), rest)
+    return build_packed_model(packed_header(model, entries, card), entries, kernel_path)
 
 
 def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2) -> dict[str, float]:
@@ -209,7 +214,15 @@ def run_benchmark(
     float_model = prebinarized_float_model(model)
     packed = packed_from_model(model, name, kwargs)
     generator = torch.Generator().manual_seed(0)
-    result: dict[str, Any] = {"model": name, "model_kwargs": kwargs, "input_size": input_size, "end_to_end": []}
+    result: dict[str, Any] = {
+        "model": name,
+        "model_kwargs": kwargs,
+        "input_size": input_size,
+        "cpu": cpu_model(),
+        "isa": isa_summary(),
+        "kernel_path": resolved_path(None),
+        "end_to_end": [],
+    }
     for count in thread_counts:
         with threads(count):
             for batch in batches:
@@ -230,13 +243,31 @@ def run_benchmark(
 
 def format_report(result: dict[str, Any]) -> str:
     """A readable table of :func:`run_benchmark` output."""
-    lines = [f"{result['model']} at {result['input_size']} px: packed runtime vs PyTorch fp32 eval"]
+    flags = ", ".join(flag for flag, present in result["isa"].items() if present) or "none of the tracked flags"
+    lines = [
+        f"{result['model']} at {result['input_size']} px: packed runtime vs PyTorch fp32 eval",
+        f"CPU: {result['cpu']} ({flags}); kernel path: {result['kernel_path']}",
+    ]
     lines.append(f"{'batch':>5} {'threads':>7} {'torch ms':>9} {'packed ms':>9} {'speedup':>8} {'in binary convs':>16}")
     for row in result["end_to_end"]:
         lines.append(
             f"{row['batch']:>5} {row['threads']:>7} {row['torch_fp32_ms']:>9.2f} {row['packed_ms']:>9.2f} "
             f"{row['speedup']:>7.1f}x {100 * row['binary_conv_share']:>15.0f}%"
         )
+    for key, rows in result.get("layers", {}).items():
+        lines.append(f"binary convs, batch 1, {key.replace('_', ' ')}:")
+        lines.append(
+            f"  {'layer':<28} {'shape':<22} {'packed ms':>9} {'G bin MAC/s':>11} {'torch ms':>9} {'speedup':>8}"
+        )
+        for row in rows:
+            shape = (
+                f"{row['in_channels']}->{row['out_channels']} k{row['kernel']} s{row['stride']} {row['input_hw'][0]}px"
+            )
+            torch_ms = min(row["torch_channels_last_ms"], row["torch_nchw_ms"])
+            lines.append(
+                f"  {row['layer'][-28:]:<28} {shape:<22} {row['packed_ms']:>9.3f} {row['packed_binary_gmacs']:>11.0f} "
+                f"{torch_ms:>9.3f} {row['speedup']:>7.1f}x"
+            )
     for key, value in result.get("layer_geomean_speedup", {}).items():
         lines.append(f"per-layer geometric-mean speedup, {key.replace('_', ' ')}: {value:.1f}x")
     return "\n".join(lines)

@@ -22,15 +22,14 @@ import torch
 from torch import nn
 
 from bnext import __version__
+from bnext.card import ModelCard, card_from_payload
 from bnext.deploy.fileformat import Entry, write_bnx
 from bnext.deploy.packing import pack_codes, pack_signs
 from bnext.errors import UserError
 from bnext.nn.binary_conv import BinaryConv2d
+from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 from bnext.quant.layers import QuantizedMixin
-
-FOLDED = ("move.", "binary_conv.", "norm1.", "activation2.")
-"""Submodules of a BinaryUnit that the packed op replaces."""
 
 
 @dataclass
@@ -39,16 +38,11 @@ class ExportReport:
 
     path: Path
     bytes: int
-    checkpoint_bytes: int
+    checkpoint_bytes: int  # the source file (a training checkpoint also holds optimizer state)
+    fp32_weights_bytes: int  # the model's parameters and buffers as fp32: the fair size to compare with
     binary_layers: int
     binary_weights: int
     not_binarized: int  # units whose temperature had not yet reached exact sign (exported as sign(w))
-
-
-def fold_batchnorm(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) with ``norm(x) == scale * x + shift`` in eval mode."""
-    scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
-    return scale, norm.bias.detach() - norm.running_mean * scale
 
 
 def unused_state(model: nn.Module) -> set[str]:
@@ -69,7 +63,9 @@ def _fp32(tensor: torch.Tensor) -> Entry:
 def packed_entries(model: nn.Module) -> tuple[dict[str, Entry], int]:
     """The stored tensors of ``model`` (eval mode) and the number of units not yet fully binarized."""
     units = {name: m for name, m in model.named_modules() if isinstance(m, BinaryUnit)}
-    inside = {id(u.binary_conv) for u in units.values()}
+    names = {id(module): name for name, module in model.named_modules()}
+    branches = {name: unit.main_branch_modules() for name, unit in units.items()}
+    inside = {id(branch.conv) for branch in branches.values()}
     stray = [name for name, m in model.named_modules() if isinstance(m, BinaryConv2d) and id(m) not in inside]
     if stray or not units:
         raise UserError(
@@ -79,21 +75,23 @@ def packed_entries(model: nn.Module) -> tuple[dict[str, Entry], int]:
     entries: dict[str, Entry] = {}
     skip = unused_state(model)
     not_binarized = 0
-    for name, unit in units.items():
-        conv = unit.binary_conv
+    for branch in branches.values():
+        conv = branch.conv
+        prefix = names[id(conv)]
         not_binarized += not conv.is_binary()
-        scale, shift = fold_batchnorm(unit.norm1)
-        slope = unit.activation2.weight.detach().expand(conv.out_channels)
-        entries[f"{name}.binary_conv.weight"] = Entry(
+        scale, shift = fold_batchnorm(branch.norm)
+        slope = branch.activation.weight.detach().expand(conv.out_channels)
+        entries[f"{prefix}.weight"] = Entry(
             "bits",
             pack_signs(conv.weight),
             {"shape": list(conv.weight.shape), "stride": conv.stride, "padding": conv.padding},
         )
-        entries[f"{name}.binary_conv.input_shift"] = _fp32(unit.move.bias.flatten())
-        entries[f"{name}.binary_conv.scale"] = _fp32(scale)
-        entries[f"{name}.binary_conv.shift"] = _fp32(shift)
-        entries[f"{name}.binary_conv.slope"] = _fp32(slope)
-        skip.update(f"{name}.{key}" for key in unit.state_dict() if key.startswith(FOLDED))
+        entries[f"{prefix}.input_shift"] = _fp32(branch.move.bias.flatten())
+        entries[f"{prefix}.scale"] = _fp32(scale)
+        entries[f"{prefix}.shift"] = _fp32(shift)
+        entries[f"{prefix}.slope"] = _fp32(slope)
+        for module in branch.modules():  # folded into the packed op
+            skip.update(f"{names[id(module)]}.{key}" for key in module.state_dict())
     for name, module in model.named_modules():
         if isinstance(module, QuantizedMixin) and module.weight_bits is not None:
             parts = module.integer_weight()
@@ -113,16 +111,15 @@ def packed_entries(model: nn.Module) -> tuple[dict[str, Entry], int]:
 def packed_header(
     model: nn.Module,
     entries: dict[str, Entry],
-    name: str,
-    kwargs: dict[str, Any] | None,
+    card: ModelCard,
     quant_config: str | None = None,
 ) -> dict[str, Any]:
-    """The ``.bnx`` header: how to rebuild the model and which of its state keys are folded or dropped."""
+    """The ``.bnx`` header: the model card (how to rebuild the model, its classes and input),
+    the PTQ config, and which of its state keys are folded or dropped."""
     return {
         "format": "bnext-packed",
         "bnext_version": __version__,
-        "model": name,
-        "model_kwargs": dict(kwargs or {}),
+        "card": card.as_dict(),
         "quant_config": quant_config,
         "dropped_state": sorted(set(model.state_dict()) - set(entries)),
     }
@@ -130,7 +127,7 @@ def packed_header(
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path) -> ExportReport:
     """Write the packed ``.bnx`` of a bnext checkpoint (trained or PTQ) to ``output``."""
-    from bnext.checkpoint import model_from_checkpoint
+    from bnext.loading import model_from_checkpoint
 
     model, payload = model_from_checkpoint(checkpoint)
     model.eval()
@@ -142,9 +139,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path) -> ExportRepor
             RuntimeWarning,
             stacklevel=2,
         )
-    header = packed_header(
-        model, entries, payload["model_name"], payload.get("model_kwargs"), payload.get("quant_config")
-    )
+    header = packed_header(model, entries, card_from_payload(payload), payload.get("quant_config"))
     header["source_sha256"] = payload.get("model_sha256")
     path = write_bnx(output, header, entries)
     bits = [e for e in entries.values() if e.kind == "bits"]
@@ -152,6 +147,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path) -> ExportRepor
         path=path,
         bytes=path.stat().st_size,
         checkpoint_bytes=Path(checkpoint).stat().st_size,
+        fp32_weights_bytes=sum(4 * t.numel() for t in model.state_dict().values() if t.is_floating_point()),
         binary_layers=len(bits),
         binary_weights=int(sum(np.prod(e.meta["shape"]) for e in bits)),
         not_binarized=not_binarized,

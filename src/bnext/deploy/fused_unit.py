@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnext.deploy.export import fold_batchnorm
+from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 
 
@@ -40,21 +40,24 @@ def _pointwise(layer: nn.Module) -> nn.Module:
 
 
 class FusedUnit(nn.Module):
-    """Eval forward of a loaded :class:`BinaryUnit` whose ``binary_conv`` is already the packed op."""
+    """Eval forward of a loaded :class:`BinaryUnit` whose main branch is already the packed op."""
 
     def __init__(self, unit: BinaryUnit) -> None:
         super().__init__()
-        self.conv = unit.binary_conv
-        self.shortcut = unit.shortcut
-        self.elm_attention = unit.elm_attention
-        self.recoupling = unit.recoupling
-        self.mix_with_residual = unit.mix_with_residual
-        self.activation1 = unit.activation1 if unit.elm_attention else None
-        if unit.recoupling:
-            _, squeeze, _, expand = unit.se.gate
-            self.squeeze, self.expand = _pointwise(squeeze), _pointwise(expand)
-            self.register_buffer("mix", unit.scale.detach().clamp(0, 1).flatten())
-        scale, shift = fold_batchnorm(unit.norm2)
+        tail = unit.tail()
+        conv = unit.replaced_main_branch()
+        if conv is None:
+            raise ValueError("FusedUnit needs a unit whose main branch was replaced by a packed op")
+        self.conv = conv
+        self.shortcut = tail.shortcut
+        self.elm_attention = tail.elm_attention
+        self.recoupling = tail.gate is not None
+        self.mix_with_residual = tail.mix_with_residual
+        self.activation1 = tail.input_activation
+        if tail.gate is not None:
+            self.squeeze, self.expand = _pointwise(tail.gate.squeeze_conv), _pointwise(tail.gate.expand_conv)
+            self.register_buffer("mix", tail.mix)
+        scale, shift = fold_batchnorm(tail.norm)
         self.register_buffer("norm_scale", scale[None, :, None, None])
         self.register_buffer("norm_shift", shift[None, :, None, None])
 

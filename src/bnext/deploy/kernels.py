@@ -10,6 +10,7 @@ math) and warns once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from functools import cache
@@ -35,6 +36,11 @@ def _cache_dir() -> Path:
 @cache
 def extension() -> ModuleType | None:
     """The compiled kernels, or None (with a warning) when they cannot be built here."""
+    # Importing torch's extension tooling on a machine without CUDA logs "No CUDA runtime is
+    # found": true and irrelevant for CPU kernels, so keep it out of the user's output.
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         from torch.utils.cpp_extension import load
 
@@ -54,12 +60,25 @@ def extension() -> ModuleType | None:
             stacklevel=2,
         )
         return None
+    finally:
+        quiet.setLevel(level)
 
 
 def supported_paths() -> list[str]:
     """Kernel paths this CPU can run (e.g. ["portable", "avx2", "avx512"]); empty without the extension."""
     ext = extension()
     return [PATH_NAMES[p] for p in ext.supported_paths()] if ext is not None else []
+
+
+def resolved_path(name: str | None = None) -> str:
+    """The kernel path a request runs: ``name``, or the fastest this CPU supports for None.
+
+    ``"torch-reference"`` when the C++ extension is unavailable (float fallback).
+    """
+    paths = supported_paths()
+    if not paths:
+        return "torch-reference"
+    return name if name is not None else paths[-1]
 
 
 def path_code(name: str | None) -> int:

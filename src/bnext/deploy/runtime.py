@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bnext.card import card_from_payload
 from bnext.deploy import kernels
 from bnext.deploy.fileformat import Entry, read_bnx
 from bnext.deploy.fused_unit import fuse_units
@@ -89,10 +90,7 @@ def _restore_quantized(model: nn.Module, entries: dict[str, Entry]) -> set[str]:
             codes = entries.pop(f"{name}.weight")
             parts = {k: torch.from_numpy(entries.pop(f"{name}.weight_{k}").array) for k in ("alpha", "beta", "scale")}
             values = unpack_codes(codes.array, codes.meta["bits"], tuple(codes.meta["shape"]))
-            weight = (values.reshape(values.shape[0], -1) / parts["alpha"] + parts["beta"]) * parts["scale"]
-            with torch.no_grad():
-                module.weight.copy_(weight.reshape(module.weight.shape))
-            module.weight_bits = None  # already on the quantization grid
+            module.load_integer_weight(values, parts["alpha"], parts["beta"], parts["scale"])
             restored.add(f"{name}.weight")
     return restored
 
@@ -113,16 +111,19 @@ def build_packed_model(
     entries = dict(entries)
     if header.get("format") != "bnext-packed":
         raise UserError(f"{source} is not a bnext packed model (format {header.get('format')!r})")
-    model = create_model(header["model"], **header["model_kwargs"])
+    card = card_from_payload(header)
+    if card is None:
+        raise UserError(f"{source} does not name its model: export it again with `bnext export`")
+    model = create_model(card.model, **card.create_kwargs())
     if header.get("quant_config"):
         quantize_model(model, header["quant_config"])
     model.eval()
+    names = {id(module): name for name, module in model.named_modules()}
     for name, unit in [(n, m) for n, m in model.named_modules() if isinstance(m, BinaryUnit)]:
-        prefix = f"{name}.binary_conv"
+        prefix = names[id(unit.main_branch_modules().conv)]
         if f"{prefix}.weight" not in entries:
             raise UserError(f"{source} lacks the packed weights of {name}: it was exported from another model")
-        unit.binary_conv = PackedBinaryConv(entries, prefix, kernel_path)
-        unit.move = unit.binary_activation = unit.norm1 = unit.activation2 = nn.Identity()
+        unit.replace_main_branch(PackedBinaryConv(entries, prefix, kernel_path))
         for key in ("weight", "input_shift", "scale", "shift", "slope"):
             entries.pop(f"{prefix}.{key}")
     restored = _restore_quantized(model, entries)
@@ -131,7 +132,7 @@ def build_packed_model(
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:
         detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise UserError(f"{source} does not fit {header['model']} {header['model_kwargs']}: {detail}") from error
+        raise UserError(f"{source} does not fit {card.model} {card.create_kwargs()}: {detail}") from error
     if result.unexpected_keys:
         raise UserError(f"{source} holds tensors this model does not have: {result.unexpected_keys[:5]}")
     expected_missing = set(header.get("dropped_state", [])) | restored

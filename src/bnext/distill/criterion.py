@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from bnext.card import check_class_count
 from bnext.distill.boosting import assistant_index
 from bnext.distill.complexity import KNOWN_TEACHERS, knowledge_complexity
-from bnext.distill.losses import gap_sensitive_kd_loss, kd_loss
+from bnext.distill.losses import WEIGHTINGS, gap_sensitive_kd_loss, kd_loss
 from bnext.distill.teachers import Teacher, load_teacher
 from bnext.errors import UserError
 
@@ -29,7 +31,9 @@ class DistillationLoss:
     ``mode="kd"``: standard KD from ``strong`` alone. ``mode="gap_sensitive"``:
     the strong teacher and the assistant of the current epoch (assistants in
     increasing KC order, equal shares of the epochs) are weighted per instance
-    by Eq. 4. The student's loss is the KD term only, as in the authors' code.
+    by Eq. 4. The student's loss is the KD term only, as in the authors' code, unless
+    ``hard_label_weight`` (alpha) mixes in cross-entropy on the labels:
+    ``(1 - alpha) * KD + alpha * CE`` (Hinton et al.'s form; for short budgets).
     """
 
     def __init__(
@@ -42,9 +46,13 @@ class DistillationLoss:
         std: tuple[float, ...],
         num_classes: int,
         teacher_amp: bool = True,
+        weighting: str = "instance",
+        hard_label_weight: float = 0.0,
     ) -> None:
         if mode not in ("kd", "gap_sensitive"):
             raise UserError(f"distill.mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if weighting not in WEIGHTINGS:
+            raise UserError(f"distill.weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
         if mode == "kd" and assistants:
             raise UserError("distill.mode=kd uses the strong teacher only: use gap_sensitive for assistants")
         kcs = [teacher_kc(t) for t in assistants]
@@ -52,8 +60,10 @@ class DistillationLoss:
             assistants = [t for _, t in sorted(zip(kcs, assistants, strict=True), key=lambda pair: pair[0])]
         self.mode, self.strong, self.assistants = mode, strong, assistants
         self.epochs, self.mean, self.std, self.amp = epochs, tuple(mean), tuple(std), teacher_amp
-        self.num_classes = num_classes
-        self._strong_weight_sum = 0.0
+        if not 0.0 <= hard_label_weight <= 1.0:
+            raise UserError(f"distill.hard_label_weight must be in [0, 1], got {hard_label_weight}")
+        self.num_classes, self.weighting, self.hard_label_weight = num_classes, weighting, hard_label_weight
+        self._strong_weight_sum: torch.Tensor | float = 0.0  # on the device: no host sync per step
         self._batches = 0
         self._checked = False
 
@@ -65,12 +75,13 @@ class DistillationLoss:
         return ([self.assistants[index]] if index is not None else []) + [self.strong]
 
     def _check_classes(self, teacher: Teacher, logits: torch.Tensor) -> None:
-        if logits.shape[1] != self.num_classes:
-            raise UserError(
-                f"teacher {teacher.name!r} predicts {logits.shape[1]} classes but the student has "
-                f"{self.num_classes}: use a teacher trained on this dataset (e.g. `bnext train --model "
-                "resnet18_fp ...`, then distill.strong=PATH/best.pt)"
-            )
+        check_class_count(
+            self.num_classes,
+            logits.shape[1],
+            f"teacher {teacher.name!r} (the student predicts {self.num_classes})",
+            "use a teacher trained on this dataset (e.g. `bnext train --model resnet18_fp ...`, then "
+            "distill.strong=PATH/best.pt)",
+        )
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor, epoch: int) -> torch.Tensor:
         teachers = self.active_teachers(epoch) if self.mode == "gap_sensitive" else [self.strong]
@@ -84,10 +95,12 @@ class DistillationLoss:
         if len(teacher_logits) == 1:
             loss, strong_weight = kd_loss(logits, teacher_logits[0]), 1.0
         else:
-            loss, weights = gap_sensitive_kd_loss(logits, teacher_logits)
-            strong_weight = weights[:, -1].mean().item()
-        self._strong_weight_sum += strong_weight
+            loss, weights = gap_sensitive_kd_loss(logits, teacher_logits, self.weighting)
+            strong_weight = weights[:, -1].mean()
+        self._strong_weight_sum = self._strong_weight_sum + strong_weight
         self._batches += 1
+        if self.hard_label_weight and targets is not None:
+            loss = (1 - self.hard_label_weight) * loss + self.hard_label_weight * F.cross_entropy(logits, targets)
         return loss
 
     def epoch_info(self, epoch: int) -> dict[str, Any]:
@@ -96,7 +109,7 @@ class DistillationLoss:
         info = {
             "kd_mode": self.mode,
             "assistant": self.assistants[index].name if index is not None else None,
-            "strong_weight": self._strong_weight_sum / max(self._batches, 1),
+            "strong_weight": float(self._strong_weight_sum) / max(self._batches, 1),
         }
         self._strong_weight_sum, self._batches = 0.0, 0
         return info
@@ -110,8 +123,13 @@ class DistillationLoss:
             raise UserError(f"the checkpoint was distilled with {state}, the config gives {self.state_dict()}")
 
 
-def build_distillation(config: dict[str, Any], num_classes: int, mean, std, device: torch.device):
-    """The criterion ``config['distill']`` asks for, or None for plain cross-entropy."""
+def build_distillation(
+    config: dict[str, Any], num_classes: int, mean, std, device: torch.device, compile_mode: str | None = None
+):
+    """The criterion ``config['distill']`` asks for, or None for plain cross-entropy.
+
+    Teachers are compiled with ``compile_mode`` when the student is (None: eager).
+    """
     cfg = config["distill"]
     if cfg["mode"] not in MODES:
         raise UserError(f"distill.mode must be one of {', '.join(MODES)}, got {cfg['mode']!r}")
@@ -119,8 +137,18 @@ def build_distillation(config: dict[str, Any], num_classes: int, mean, std, devi
         return None
     if not cfg["strong"]:
         raise UserError(f"distill.mode={cfg['mode']} needs distill.strong (a teacher name or checkpoint path)")
-    strong = load_teacher(cfg["strong"]).to(device)
-    assistants = [load_teacher(spec).to(device) for spec in cfg["assistants"]]
+    teachers = [load_teacher(spec).to(device) for spec in [cfg["strong"], *cfg["assistants"]]]
+    if compile_mode is not None:
+        teachers = [teacher.compile(compile_mode) for teacher in teachers]
     return DistillationLoss(
-        cfg["mode"], strong, assistants, config["train"]["epochs"], mean, std, num_classes, cfg["teacher_amp"]
+        cfg["mode"],
+        teachers[0],
+        teachers[1:],
+        config["train"]["epochs"],
+        mean,
+        std,
+        num_classes,
+        cfg["teacher_amp"],
+        cfg["weighting"],
+        cfg["hard_label_weight"],
     )

@@ -29,12 +29,26 @@ def gap_sensitive_weights(student_logits: torch.Tensor, teacher_logits: Sequence
         return torch.softmax(gaps, dim=1)
 
 
+WEIGHTINGS = ("instance", "authors_code")
+
+
 def gap_sensitive_kd_loss(
-    student_logits: torch.Tensor, teacher_logits: Sequence[torch.Tensor]
+    student_logits: torch.Tensor, teacher_logits: Sequence[torch.Tensor], weighting: str = "instance"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ensemble KD: ``mean_batch(sum_i a_i * KD_i) / n_teachers``; also returns the weights ``a``."""
+    """Ensemble KD over ``teacher_logits``; also returns the per-instance weights ``a`` (N, T).
+
+    ``weighting="instance"`` is the paper's Eq. 4: ``mean_n(sum_i a_ni * KD_ni) / T``.
+    ``weighting="authors_code"`` is what the authors' training script computes by
+    default (``--hard_knowledge_grains Instance``): each teacher's KD term is first
+    reduced to its batch mean, ``mean_n(sum_i a_ni * mean_m(KD_mi)) / T``, so the
+    weights only rescale whole teachers by their mean weight over the batch.
+    """
     if not teacher_logits:
         raise ValueError("gap_sensitive_kd_loss needs at least one teacher's logits")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
     weights = gap_sensitive_weights(student_logits, teacher_logits)
     terms = torch.stack([kd_loss(student_logits, t, reduce=False) for t in teacher_logits], dim=1)
+    if weighting == "authors_code":
+        terms = terms.mean(dim=0, keepdim=True)
     return (weights * terms).sum(dim=1).mean() / len(teacher_logits), weights

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnext.card import card_from_payload
 from bnext.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from bnext.errors import UserError
+from bnext.hardware import native_autocast_dtype
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".safetensors")
 LITE_MEAN = (0.498, 0.498, 0.498)  # EfficientNet-Lite: (x * 255 - 127) / 128
@@ -61,15 +63,27 @@ class Teacher:
             images = F.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False)
         return images
 
+    def compile(self, mode: str = "default") -> Teacher:
+        """Run the teacher through ``torch.compile`` (as the student is compiled on CUDA)."""
+        self._runner = torch.compile(self.model, mode=mode)
+        return self
+
     @torch.inference_mode()
     def logits(
         self, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], amp: bool = True
     ) -> torch.Tensor:
-        """Teacher logits (fp32) for a student batch, under inference mode and autocast."""
+        """Teacher logits (fp32) for a student batch, under inference mode.
+
+        With ``amp`` the teacher runs under autocast where the hardware computes the
+        low-precision dtype natively (``bnext.hardware.native_autocast_dtype``: bf16 GPUs
+        and AVX512_BF16 / AMX CPUs, fp16 on older GPUs); elsewhere in fp32, since
+        emulated bf16 is several times slower than fp32.
+        """
         inputs = self.adapt(images, mean, std)
-        dtype = torch.float16 if inputs.device.type == "cuda" else torch.bfloat16
-        with torch.autocast(inputs.device.type, dtype=dtype, enabled=amp):
-            return self.model(inputs).float()
+        dtype = native_autocast_dtype(inputs.device) if amp else None
+        runner = getattr(self, "_runner", None) or self.model
+        with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
+            return runner(inputs).float()
 
 
 def _offline() -> bool:
@@ -162,12 +176,12 @@ def load_teacher(spec: str) -> Teacher:
         spec, path_text = spec.split("@", 1)
         weights_path = Path(path_text)
     elif spec.endswith(CHECKPOINT_SUFFIXES) or Path(spec).is_file():
-        from bnext.checkpoint import model_from_checkpoint
+        from bnext.loading import model_from_checkpoint
 
         model, payload = model_from_checkpoint(spec)
-        mean, std = _checkpoint_normalization(payload)
+        card = card_from_payload(payload)  # the input the teacher was trained on
         best = payload.get("best_top1")
-        return Teacher(Path(spec).parent.name or spec, model, mean, std, None, best / 100 if best else None)
+        return Teacher(Path(spec).parent.name or spec, model, card.mean, card.std, None, best / 100 if best else None)
     source, _, name = spec.rpartition(":")
     if source in ("", "torchvision"):
         try:
@@ -178,11 +192,3 @@ def load_teacher(spec: str) -> Teacher:
     if source in ("", "timm"):
         return _timm_teacher(name, weights_path)
     raise UserError(f"unknown teacher source {source!r} in {spec!r}: use torchvision:NAME, timm:NAME or a path")
-
-
-def _checkpoint_normalization(payload: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The input normalization a bnext checkpoint was trained with (from its config)."""
-    from bnext.data import input_stats
-
-    dataset = (payload.get("config") or {}).get("data", {}).get("dataset", "imagenet")
-    return input_stats(dataset)

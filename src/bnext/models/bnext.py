@@ -41,7 +41,9 @@ class BNext(nn.Module):
     Stride 2 happens at the first block of every stage after the first. The 3x3
     unit of even-indexed blocks is ELM-Attention, of odd-indexed blocks plain
     (as in the authors' code); ``elm_attention=False`` makes all of them plain and
-    ``recoupling=False`` removes Info-RCP (paper Table 4).
+    ``recoupling=False`` removes Info-RCP (paper Table 4). ``input_quantizer`` /
+    ``weight_quantizer`` name the binarizers of ``bnext.nn.quantizers`` (e.g.
+    ``input_quantizer="approx_sign"`` for Bi-Real's gradient).
     """
 
     def __init__(
@@ -53,6 +55,8 @@ class BNext(nn.Module):
         in_channels: int = 3,
         elm_attention: bool = True,
         recoupling: bool = True,
+        input_quantizer: str = "hard_sign",
+        weight_quantizer: str = "temperature",
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -67,6 +71,8 @@ class BNext(nn.Module):
                     stride=2 if new_stage else 1,
                     elm_attention=elm_attention and index % 2 == 0,
                     recoupling=recoupling,
+                    input_quantizer=input_quantizer,
+                    weight_quantizer=weight_quantizer,
                 )
             )
         self.blocks = nn.Sequential(*blocks)

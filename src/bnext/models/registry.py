@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
+from bnext.checkpoint import load_checkpoint
 from bnext.errors import UserError
 
 ModelFactory = Callable[..., nn.Module]
@@ -47,7 +48,5 @@ def create_model(
         raise UserError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
     model = _REGISTRY[name](num_classes=num_classes, **kwargs)
     if checkpoint is not None:
-        from bnext.checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint)
     return model

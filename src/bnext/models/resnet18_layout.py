@@ -70,13 +70,26 @@ class ResNet18Layout(nn.Module):
 
 @register_model
 def bnext18(
-    num_classes: int = 1000, *, elm_attention: bool = True, recoupling: bool = True, **kwargs: object
+    num_classes: int = 1000,
+    *,
+    elm_attention: bool = True,
+    recoupling: bool = True,
+    input_quantizer: str = "hard_sign",
+    weight_quantizer: str = "temperature_bnext18",
+    **kwargs: object,
 ) -> ResNet18Layout:
     """BNext-18: BNext units in ResNet-18 (68.4% ImageNet top-1, 93.6% CIFAR-10).
 
-    ``elm_attention`` / ``recoupling`` switch the two BNext modules off for ablations.
+    ``elm_attention`` / ``recoupling`` switch the two BNext modules off for ablations;
+    ``input_quantizer`` / ``weight_quantizer`` name other binarizers (``bnext.nn.quantizers``).
     """
-    block = partial(BNext18Block, elm_attention=elm_attention, recoupling=recoupling)
+    block = partial(
+        BNext18Block,
+        elm_attention=elm_attention,
+        recoupling=recoupling,
+        input_quantizer=input_quantizer,
+        weight_quantizer=weight_quantizer,
+    )
     return ResNet18Layout(block, num_classes, **kwargs)
 
 

@@ -1,7 +1,8 @@
 """Blocks of the baseline BNNs the paper compares against, built from bnext's primitives.
 
-They binarize with plain sign from the first step (``sign_below=inf``), as their
-papers do, instead of BNext's progressive binarization.
+They binarize with sign(w) from the first step (the ``sign`` / ``scaled_sign`` weight
+quantizers of ``bnext.nn.quantizers``), as their papers do, instead of BNext's progressive
+binarization, and their activations with ``ste_sign`` (BinaryNet) or ``approx_sign``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from torch import nn
 
 from bnext.nn.binary_conv import BinaryConv2d
 from bnext.nn.info_rcp import SqueezeExpand
-from bnext.nn.sign import ApproxSign, HardSign, LearnableBias
+from bnext.nn.quantizers import activation_quantizer
+from bnext.nn.sign import LearnableBias
 
 
 def fp_downsample(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -34,8 +36,7 @@ def sign_conv(
         out_channels,
         kernel_size,
         stride,
-        sign_below=math.inf,
-        scale_mode="mean_abs" if scaled else "none",
+        weight_quantizer="scaled_sign" if scaled else "sign",
         init_std=math.sqrt(2.0 / (in_channels * kernel_size * kernel_size)),
     )
 
@@ -45,7 +46,7 @@ class BinaryNetBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        self.sign = HardSign(clip=1.0)
+        self.sign = activation_quantizer("ste_sign")
         self.conv1 = sign_conv(in_channels, out_channels, 3, stride, scaled=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = sign_conv(out_channels, out_channels, 3, 1, scaled=False)
@@ -67,7 +68,7 @@ class BiRealUnit(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, gated: bool = False) -> None:
         super().__init__()
-        self.sign = ApproxSign()
+        self.sign = activation_quantizer("approx_sign")
         self.conv = sign_conv(in_channels, out_channels, 3, stride)
         self.bn = nn.BatchNorm2d(out_channels)
         self.downsample = fp_downsample(in_channels, out_channels, stride)
@@ -110,7 +111,7 @@ class ReActUnit(nn.Module):
     def __init__(self, channels: int, kernel_size: int, stride: int = 1) -> None:
         super().__init__()
         self.move = LearnableBias(channels)
-        self.sign = ApproxSign()
+        self.sign = activation_quantizer("approx_sign")
         self.conv = sign_conv(channels, channels, kernel_size, stride)
         self.bn = nn.BatchNorm2d(channels)
         self.shortcut = nn.AvgPool2d(2, 2) if stride == 2 else nn.Identity()

@@ -24,13 +24,19 @@ class BNextBlock(nn.Module):
         *,
         elm_attention: bool = True,
         recoupling: bool = True,
+        input_quantizer: str = "hard_sign",
+        weight_quantizer: str = "temperature",
     ) -> None:
         super().__init__()
         if out_channels % in_channels:
             raise ValueError(f"out_channels ({out_channels}) must be a multiple of in_channels ({in_channels})")
-        self.mixer = BinaryUnit(in_channels, in_channels, 3, stride, recoupling=recoupling, elm_attention=elm_attention)
+        quantizers = {"input_quantizer": input_quantizer, "weight_quantizer": weight_quantizer}
+        self.mixer = BinaryUnit(
+            in_channels, in_channels, 3, stride, recoupling=recoupling, elm_attention=elm_attention, **quantizers
+        )
         self.ffn = nn.ModuleList(
-            BinaryUnit(in_channels, in_channels, 1, recoupling=recoupling) for _ in range(out_channels // in_channels)
+            BinaryUnit(in_channels, in_channels, 1, recoupling=recoupling, **quantizers)
+            for _ in range(out_channels // in_channels)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,6 +61,8 @@ class BNext18Block(nn.Module):
         *,
         elm_attention: bool = True,
         recoupling: bool = True,
+        input_quantizer: str = "hard_sign",
+        weight_quantizer: str = "temperature_bnext18",
     ) -> None:
         super().__init__()
         downsample = None
@@ -64,7 +72,8 @@ class BNext18Block(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        # The authors' BNext-18 switches to exact sign at T < 1e-5 (BNext: 1e-7).
+        # The authors' BNext-18 switches to exact sign at T < 1e-5 (BNext: 1e-7): "temperature_bnext18".
+        quantizers = {"input_quantizer": input_quantizer, "weight_quantizer": weight_quantizer}
         self.mixer = BinaryUnit(
             in_channels,
             out_channels,
@@ -74,9 +83,9 @@ class BNext18Block(nn.Module):
             elm_attention=elm_attention,
             shortcut=downsample,
             mix_with_residual=True,
-            sign_below=1e-5,
+            **quantizers,
         )
-        self.ffn = BinaryUnit(out_channels, out_channels, 3, recoupling=recoupling, sign_below=1e-5)
+        self.ffn = BinaryUnit(out_channels, out_channels, 3, recoupling=recoupling, **quantizers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn(self.mixer(x))

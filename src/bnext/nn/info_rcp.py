@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from bnext.nn.binary_conv import BinaryConv2d
-from bnext.nn.sign import HardSign, LearnableBias
+from bnext.nn.quantizers import activation_quantizer
+from bnext.nn.sign import LearnableBias
 
 
 class SqueezeExpand(nn.Module):
@@ -21,8 +24,52 @@ class SqueezeExpand(nn.Module):
             nn.Conv2d(channels // ratio, out_channels, kernel_size=1),
         )
 
+    @property
+    def squeeze_conv(self) -> nn.Module:
+        """The C -> C/ratio 1x1 conv (PTQ's "S" layer)."""
+        return self.gate[1]
+
+    @property
+    def expand_conv(self) -> nn.Module:
+        """The C/ratio -> C 1x1 conv (PTQ's "E" layer)."""
+        return self.gate[3]
+
+    def replace_convs(self, squeeze: nn.Module, expand: nn.Module) -> None:
+        """Swap the two 1x1 convs (e.g. for quantized ones); the state-dict keys stay the same."""
+        self.gate[1], self.gate[3] = squeeze, expand
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.gate(x))
+
+
+@dataclass(frozen=True)
+class MainBranch:
+    """A unit's main branch in order: shift -> sign -> binary conv -> BatchNorm -> PReLU."""
+
+    move: LearnableBias
+    sign: nn.Module
+    conv: BinaryConv2d
+    norm: nn.BatchNorm2d
+    activation: nn.PReLU
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        return (self.move, self.sign, self.conv, self.norm, self.activation)
+
+
+@dataclass(frozen=True)
+class UnitTail:
+    """What a unit computes after its main branch ``y`` (see ``BinaryUnit``), for a fused runtime.
+
+    ``gate`` is None without Info-RCP; ``input_activation`` is None for plain units.
+    """
+
+    shortcut: nn.Module
+    input_activation: nn.PReLU | None
+    gate: SqueezeExpand | None
+    mix: torch.Tensor | None  # the clamped Info-RCP scale s, shape (C,)
+    mix_with_residual: bool
+    norm: nn.BatchNorm2d
+    elm_attention: bool
 
 
 class BinaryUnit(nn.Module):
@@ -43,6 +90,9 @@ class BinaryUnit(nn.Module):
     ``mix_with_residual`` mixes ``r`` instead of ``shortcut(x)`` into the gate
     input, as the authors' BNext-18 does.
 
+    ``input_quantizer`` / ``weight_quantizer`` binarize activations and weights (names of
+    ``bnext.nn.quantizers`` or modules; BNext's ``hard_sign`` and ``temperature`` by default).
+
     ``activation1`` is unused by plain units and ``norm2`` by plain units without
     Info-RCP; both exist in the authors' model, so they are kept for its
     parameter counts and checkpoints.
@@ -59,7 +109,8 @@ class BinaryUnit(nn.Module):
         elm_attention: bool = False,
         shortcut: nn.Module | None = None,
         mix_with_residual: bool = False,
-        sign_below: float = 1e-7,
+        input_quantizer: str | nn.Module = "hard_sign",
+        weight_quantizer: str | nn.Module = "temperature",
     ) -> None:
         super().__init__()
         if shortcut is None and (stride != 1 or in_channels != out_channels):
@@ -72,8 +123,10 @@ class BinaryUnit(nn.Module):
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
 
         self.move = LearnableBias(in_channels)
-        self.binary_activation = HardSign(clip=1.5)
-        self.binary_conv = BinaryConv2d(in_channels, out_channels, kernel_size, stride, sign_below=sign_below)
+        self.binary_activation = activation_quantizer(input_quantizer)
+        self.binary_conv = BinaryConv2d(
+            in_channels, out_channels, kernel_size, stride, weight_quantizer=weight_quantizer
+        )
         self.norm1 = nn.BatchNorm2d(out_channels)
         self.norm2 = nn.BatchNorm2d(out_channels)
         self.activation1 = nn.PReLU(in_channels)
@@ -87,6 +140,36 @@ class BinaryUnit(nn.Module):
             self.activation1.requires_grad_(False)
             if not recoupling:
                 self.norm2.requires_grad_(False)
+
+    # ----------------------------------------------------------------- public interface
+    # Export, PTQ and the packed runtime use these, never the attribute names below.
+    def main_branch_modules(self) -> MainBranch:
+        """The modules of the main branch (what export folds into one packed op)."""
+        return MainBranch(self.move, self.binary_activation, self.binary_conv, self.norm1, self.activation2)
+
+    def tail(self) -> UnitTail:
+        """The fp part after the main branch: residual, Info-RCP gate and scale, second BatchNorm."""
+        return UnitTail(
+            shortcut=self.shortcut,
+            input_activation=self.activation1 if self.elm_attention else None,
+            gate=self.se if self.recoupling else None,
+            mix=self.scale.detach().clamp(0, 1).flatten() if self.recoupling else None,
+            mix_with_residual=self.mix_with_residual,
+            norm=self.norm2,
+            elm_attention=self.elm_attention,
+        )
+
+    def replace_main_branch(self, op: nn.Module) -> None:
+        """Compute the whole main branch with ``op`` (e.g. a packed conv that folds shift, BN and PReLU).
+
+        The replaced modules leave the unit, and so its state dict.
+        """
+        self.binary_conv = op
+        self.move = self.binary_activation = self.norm1 = self.activation2 = nn.Identity()
+
+    def replaced_main_branch(self) -> nn.Module | None:
+        """The op given to :meth:`replace_main_branch` (None while the unit has its own main branch)."""
+        return None if isinstance(self.binary_conv, BinaryConv2d) else self.binary_conv
 
     def main_branch(self, x: torch.Tensor) -> torch.Tensor:
         """move -> sign -> binary conv -> BN -> PReLU."""

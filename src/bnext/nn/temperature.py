@@ -12,6 +12,11 @@ def _binarizers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (BinaryConv2d, HardSign))]
 
 
+def has_temperature(model: nn.Module) -> bool:
+    """True when ``model`` has binarizers driven by a temperature (an fp model has none)."""
+    return bool(_binarizers(model))
+
+
 def set_temperature(model: nn.Module, value: float) -> None:
     """Set the temperature of every binary conv and hard sign in ``model``."""
     for module in _binarizers(model):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnext.hardware import model_device
 from bnext.nn.binary_conv import BinaryConv2d
 
 
@@ -18,7 +19,7 @@ def finetune_quantized(
     live with their grids; calibrated input ranges stay frozen. Returns the mean
     training loss per epoch.
     """
-    device = device or torch.device("cpu")
+    device = device or model_device(model)
     binary = {id(m.weight) for m in model.modules() if isinstance(m, BinaryConv2d)}
     trainable = [p for p in model.parameters() if id(p) not in binary and p.requires_grad]
     frozen = [p for p in model.parameters() if id(p) in binary]

@@ -52,6 +52,19 @@ class QuantizedMixin:
         parts["codes"] = parts["codes"].to(torch.uint8).reshape(self.weight.shape)
         return parts
 
+    def load_integer_weight(
+        self, codes: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, scale: torch.Tensor
+    ) -> None:
+        """Set the weight from its integer form, ``(codes / alpha + beta) * scale`` per output channel.
+
+        The result already lies on the quantization grid, so the layer stops fake-quantizing
+        its weight (the inverse of :meth:`integer_weight`, as a packed model loads it).
+        """
+        weight = (codes.reshape(codes.shape[0], -1).float() / alpha + beta) * scale
+        with torch.no_grad():
+            self.weight.copy_(weight.reshape(self.weight.shape))
+        self.weight_bits = None
+
 
 class QuantizedConv2d(nn.Conv2d, QuantizedMixin):
     """nn.Conv2d whose weight and input are fake-quantized."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from bnext.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -26,12 +28,26 @@ class DistInfo:
 
 
 def init_distributed(device: str | None = None) -> DistInfo:
-    """Join the process group torchrun describes in the environment (or run alone)."""
+    """Join the process group torchrun describes in the environment (or run alone).
+
+    ``device``: ``"auto"`` / None (CUDA when present), ``"cpu"`` or ``"cuda"``. A CPU run
+    under torchrun uses gloo even on a machine with GPUs.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device in (None, "auto") else device.startswith("cuda")
+    if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
+        raise UserError(f"train.device must be auto, cpu or cuda, got {device!r}")
+    use_cuda = torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
     if use_cuda:
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError("train.device=cuda but no CUDA GPU is visible: use train.device=cpu (or auto)")
+        if local_rank >= count:
+            raise UserError(
+                f"local rank {local_rank} has no GPU: this node has {count} CUDA device(s) but torchrun started "
+                f"more processes; use --nproc_per_node={count} (or set train.device=cpu to train with gloo on CPU)"
+            )
         torch.cuda.set_device(local_rank)
         torch_device = torch.device("cuda", local_rank)
     else:
@@ -39,6 +55,20 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistInfo(rank, world, local_rank, torch_device)
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels everywhere, so a resumed CUDA run repeats the straight run bit for bit.
+
+    cuDNN picks fixed algorithms, cuBLAS gets the fixed workspace it needs for
+    reproducible GEMMs (``CUBLAS_WORKSPACE_CONFIG``; must be set before the first
+    cuBLAS call, so the trainer calls this before building anything), and any op
+    without a deterministic kernel warns. Costs some GPU speed; CPU runs are exact anyway.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from bnext.hardware import model_device
 from bnext.train.distributed import DistInfo, all_reduce_sum
 
 
@@ -22,11 +23,15 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Accuracy (%) and mean cross-entropy of ``model`` over ``loader`` (all ranks combined)."""
-    info = info or DistInfo()
+    """Accuracy (%) and mean cross-entropy of ``model`` over ``loader`` (all ranks combined).
+
+    Batches are moved to the device the model is on (``info.device`` under DDP).
+    """
+    info = info or DistInfo(device=model_device(model))
     was_training = model.training
     model.eval()
-    correct1 = correct5 = loss_sum = count = skipped = 0.0
+    totals = torch.zeros(4, dtype=torch.float64, device=info.device)  # hits@1, hits@5, loss, count
+    skipped = 0.0
     batches = tqdm(loader.epoch(0), total=len(loader), desc="eval", leave=False, disable=not progress)
     for images, labels, n_skipped in batches:
         skipped += n_skipped
@@ -42,13 +47,17 @@ def evaluate(
         with context:
             logits = model(images)
         logits = logits.float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top5 == labels[:, None]
-        correct1 += hits[:, 0].sum().item()
-        correct5 += hits.any(dim=1).sum().item()
-        count += len(labels)
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        totals += torch.stack(
+            [
+                hits[:, 0].sum().double(),
+                hits.any(dim=1).sum().double(),
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                torch.tensor(len(labels), dtype=torch.float64, device=info.device),
+            ]
+        )
     model.train(was_training)
+    correct1, correct5, loss_sum, count = totals.tolist()  # the only host sync
     correct1, correct5, loss_sum, count, skipped = all_reduce_sum([correct1, correct5, loss_sum, count, skipped], info)
     if count == 0:
         raise RuntimeError("the evaluation set yielded no readable images")

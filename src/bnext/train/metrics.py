@@ -41,12 +41,36 @@ class MetricsLog:
         plot_curves(self.records, self.plot_path)
 
 
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def epoch_line(record: dict[str, Any], epochs: int, remaining_seconds: float) -> str:
+    """The one-line summary of an epoch that always goes to the log (tty or not)."""
+    parts = [
+        f"epoch {record['epoch'] + 1}/{epochs}",
+        f"train loss {record['train_loss']:.4f}",
+        f"top-1 {record['train_top1']:.2f}%",
+    ]
+    if "val_top1" in record:
+        parts.append(f"val top-1 {record['val_top1']:.2f}% top-5 {record['val_top5']:.2f}%")
+    parts.append(f"{record['images_per_s']:,.0f} img/s")
+    parts.append(f"data {100 * record['data_time_share']:.1f}%")
+    parts.append(f"epoch {_duration(record['seconds'])}")
+    parts.append(f"ETA {_duration(remaining_seconds)}")
+    return "  ".join(parts)
+
+
 def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
-    """Loss, accuracy, temperature and learning-rate curves over epochs (as paper Fig. 8)."""
+    """Loss and accuracy over epochs, plus the temperature (binary models) and lr (as paper Fig. 8)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, MaxNLocator
 
     epochs = [r["epoch"] + 1 for r in records]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -55,17 +79,32 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
         axes[0].plot(epochs, [r.get("val_loss") for r in records], "s-", label="val loss")
     axes[0].set_title("loss")
     axes[1].plot(epochs, [r["train_top1"] for r in records], "o-", label="train top-1")
-    axes[1].plot(epochs, [r.get("val_top1") for r in records], "s-", label="val top-1")
+    if any("val_top1" in r for r in records):
+        axes[1].plot(epochs, [r.get("val_top1") for r in records], "s-", label="val top-1")
     axes[1].set_title("accuracy (%)")
-    axes[2].semilogy(epochs, [r["temperature"] for r in records], "o-", color="tab:red", label="temperature")
-    lr_axis = axes[2].twinx()
-    lr_axis.plot(epochs, [r["lr"] for r in records], "--", color="tab:gray", label="lr")
+    schedule = axes[2]
+    lines = []
+    if any("temperature" in r for r in records):  # fp models have none
+        lines += schedule.semilogy(
+            epochs, [r.get("temperature") for r in records], "o-", color="tab:red", label="temperature (log)"
+        )
+        schedule.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
+        schedule.set_ylabel("temperature")
+        lr_axis = schedule.twinx()
+        schedule.set_title("temperature and lr")
+    else:
+        lr_axis = schedule
+        schedule.set_title("learning rate")
+    lines += lr_axis.plot(epochs, [r["lr"] for r in records], "--", color="tab:gray", label="lr")
     lr_axis.set_ylabel("learning rate")
-    axes[2].set_title("temperature (log) and lr")
+    lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     for axis in axes:
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-        axis.legend(loc="best", fontsize=8)
+    axes[0].legend(loc="best", fontsize=8)
+    axes[1].legend(loc="best", fontsize=8)
+    schedule.legend(lines, [line.get_label() for line in lines], loc="best", fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)

@@ -8,8 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-SIGN_THRESHOLD = 1e-7
-"""Temperature under which BNext's binary convs use exact sign(w)."""
+from bnext.nn.quantizers import EXACT_SIGN_BELOW
 
 
 def parameter_groups(model: nn.Module, weight_decay_conv: float, weight_decay_other: float) -> list[dict]:
@@ -29,10 +28,17 @@ def parameter_groups(model: nn.Module, weight_decay_conv: float, weight_decay_ot
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: dict[str, Any], device: torch.device | None = None) -> torch.optim.AdamW:
+    """AdamW over ``parameter_groups``: fused (one kernel per step) on CUDA, multi-tensor on CPU.
+
+    Both compute the same update; the fused CUDA kernel removes ~10 ms of per-tensor
+    launches per step on a small BNN, and ``foreach`` replaces the per-tensor Python loop on CPU.
+    """
     groups = parameter_groups(model, cfg["weight_decay_conv"], cfg["weight_decay_other"])
-    # foreach: one fused kernel per group instead of a Python loop per tensor (same math, faster on CPU).
-    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), foreach=True)
+    fused = device is not None and device.type == "cuda"
+    return torch.optim.AdamW(
+        groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), fused=fused or None, foreach=None if fused else True
+    )
 
 
 def lr_at_epoch(epoch: int, cfg: dict[str, Any]) -> float:
@@ -52,12 +58,12 @@ def temperature_decay_factor(cfg: dict[str, Any]) -> float:
     """The per-epoch temperature factor.
 
     ``"auto"`` picks the factor that makes the *last* epoch train with exact
-    sign(w) (T < 1e-7), so a short run ends as a truly binary network whose
-    BatchNorm statistics were gathered with binary weights.
+    sign(w) (T < ``EXACT_SIGN_BELOW``, so below BNext-18's threshold too), so a short run
+    ends as a truly binary network whose BatchNorm statistics were gathered with binary weights.
     """
     decay = cfg["temperature_decay"]
     if decay == "auto":
-        return (0.5 * SIGN_THRESHOLD) ** (1.0 / max(1, cfg["epochs"] - 1))
+        return (0.5 * EXACT_SIGN_BELOW) ** (1.0 / max(1, cfg["epochs"] - 1))
     decay = float(decay)
     if not 0 < decay <= 1:
         raise ValueError(f"train.temperature_decay must be in (0, 1] or 'auto', got {decay}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -17,28 +18,37 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from bnext.checkpoint import CheckpointError, read_checkpoint, save_checkpoint, unwrap_model
+from bnext.card import ModelCard, card_from_payload, check_class_count
+from bnext.checkpoint import CheckpointError, check_compatible, read_checkpoint, save_checkpoint
 from bnext.data import DataBundle, build_data
-from bnext.errors import UserError
+from bnext.hardware import choose_autocast
 from bnext.models import create_model
-from bnext.nn import set_temperature
-from bnext.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from bnext.nn import has_temperature, set_temperature
+from bnext.nn.wrappers import unwrap_model
+from bnext.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, make_deterministic
 from bnext.train.ema import WeightEMA
 from bnext.train.evaluate import evaluate, recalibrate_batchnorm
 from bnext.train.losses import ClassificationLoss
-from bnext.train.metrics import MetricsLog
+from bnext.train.metrics import MetricsLog, epoch_line
 from bnext.train.rng import capture_rng, restore_rng, seed_everything
 from bnext.train.schedule import build_optimizer, lr_at_epoch, temperature_at_epoch
 
 
-def autocast_dtype(cfg: dict[str, Any], device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp`` (None when off): bf16 on CPU, fp16 on CUDA unless set."""
-    if not cfg["amp"]:
+def compile_mode(cfg: dict[str, Any], device: torch.device, image_size: int) -> str | None:
+    """The ``torch.compile`` mode for ``train.compile`` / ``compile_mode`` (None = eager).
+
+    ``auto`` compiles on CUDA only; on small inputs (<= 64 px) the step is bound by
+    kernel launches, so it uses ``reduce-overhead`` (CUDA graphs) there.
+    """
+    enabled = cfg["compile"]
+    if enabled == "auto":
+        enabled = device.type == "cuda"
+    if not enabled:
         return None
-    choice = cfg["amp_dtype"]
-    if choice == "auto":
-        return torch.float16 if device.type == "cuda" else torch.bfloat16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+    mode = cfg["compile_mode"]
+    if mode == "auto":
+        return "reduce-overhead" if device.type == "cuda" and image_size <= 64 else "default"
+    return mode
 
 
 class Trainer:
@@ -47,7 +57,9 @@ class Trainer:
     def __init__(self, config: dict[str, Any], info: DistInfo | None = None, criterion: Any = None) -> None:
         self.config = config
         self.cfg = config["train"]
-        self.info = info or init_distributed()
+        if self.cfg["deterministic"]:
+            make_deterministic()
+        self.info = info or init_distributed(self.cfg["device"])
         self.output = Path(config["output"])
         if self.cfg["threads"]:
             torch.set_num_threads(int(self.cfg["threads"]))
@@ -55,31 +67,34 @@ class Trainer:
         # Denormal floats (tiny latent weights times tiny gradients) slow CPU kernels
         # by up to 10x late in an epoch; flushing them to zero changes nothing visible.
         torch.set_flush_denormal(True)
-        self.data: DataBundle = build_data(config, self.info.rank, self.info.world)
+        self.data: DataBundle = build_data(config, self.info.rank, self.info.world, self.info.device)
         self.model = self._build_model()
-        self.optimizer = build_optimizer(self.model, self.cfg)
-        self.amp_dtype = autocast_dtype(self.cfg, self.info.device)
+        self.optimizer = build_optimizer(self.model, self.cfg, self.info.device)
+        self.amp_dtype = choose_autocast(self.cfg["amp"], self.cfg["amp_dtype"], self.info.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.compile_mode = compile_mode(self.cfg, self.info.device, self.data.image_size)
         self.criterion = criterion or self._build_criterion()
         self.ema = WeightEMA(self.model, self.cfg["ema_decay"]) if self.cfg["ema_decay"] > 0 else None
         self.train_model: nn.Module = self.model
         if self.info.enabled:
             device_ids = [self.info.local_rank] if self.info.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
-        if self.cfg["compile"]:
-            self.train_model = torch.compile(self.train_model)
+        if self.compile_mode is not None:
+            self.train_model = torch.compile(self.train_model, mode=self.compile_mode)
+        self._compiled_first_step = self.compile_mode is None
         self.start_epoch = 0
         self.start_batch = 0
         self._stop_requested = False
         self.partial: dict[str, float] = {}
         self.best_top1 = 0.0
+        self._epoch_seconds: list[float] = []
         self.metrics = MetricsLog(self.output, config["tensorboard"]) if self.info.is_main else None
 
     def _build_criterion(self) -> Any:
         from bnext.distill import build_distillation
 
         distill = build_distillation(
-            self.config, self.data.num_classes, self.data.mean, self.data.std, self.info.device
+            self.config, self.data.num_classes, self.data.mean, self.data.std, self.info.device, self.compile_mode
         )
         return distill or ClassificationLoss(self.config["data"], self.cfg, self.data.num_classes)
 
@@ -87,10 +102,12 @@ class Trainer:
         model_cfg = self.config["model"]
         kwargs = dict(model_cfg["kwargs"])
         requested = kwargs.pop("num_classes", None)
-        if requested is not None and requested != self.data.num_classes:
-            raise UserError(
-                f"model.kwargs.num_classes={requested} but dataset {self.config['data']['dataset']!r} has "
-                f"{self.data.num_classes} classes: remove num_classes from the recipe or use the matching dataset"
+        if requested is not None:
+            check_class_count(
+                requested,
+                self.data.num_classes,
+                f"dataset {self.config['data']['dataset']!r} (model.kwargs.num_classes={requested})",
+                "remove num_classes from the recipe or use the matching dataset",
             )
         model = create_model(model_cfg["name"], num_classes=self.data.num_classes, **kwargs)
         model = model.to(self.info.device)
@@ -113,20 +130,20 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": capture_rng(),
             "config": self.config,
-            "num_classes": self.data.num_classes,
-            "classes": self.data.classes,
             "criterion": getattr(self.criterion, "state_dict", dict)(),
         }
         if self.ema is not None:
             extra["ema"] = self.ema.model.state_dict()
+        return save_checkpoint(self.model, self.output / name, card=self.card(), **extra)
+
+    def card(self) -> ModelCard:
+        """The model card of this run: model, classes and the input the model was trained on."""
+        data = self.data
         kwargs = {k: v for k, v in self.config["model"]["kwargs"].items() if k != "num_classes"}
-        return save_checkpoint(
-            self.model,
-            self.output / name,
-            model_name=self.config["model"]["name"],
-            model_kwargs={"num_classes": self.data.num_classes, **kwargs},
-            **extra,
-        )
+        return ModelCard(
+            self.config["model"]["name"], data.num_classes, kwargs, list(data.classes), tuple(data.mean),
+            tuple(data.std), data.image_size, self.config["data"]["dataset"],
+        )  # fmt: skip
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at ``path`` stopped (mid-epoch too)."""
@@ -136,13 +153,12 @@ class Trainer:
                 f"{path} is not a bnext training checkpoint (no optimizer / epoch state): "
                 "start a new run, or load it as weights with create_model(..., checkpoint=...)"
             )
-        if payload["model_name"] != self.config["model"]["name"]:
+        trained_as = card_from_payload(payload)
+        if trained_as is None or trained_as.model != self.config["model"]["name"]:
             raise CheckpointError(
-                f"{path} was trained as {payload['model_name']!r}, the config asks for "
+                f"{path} was trained as {trained_as.model if trained_as else None!r}, the config asks for "
                 f"{self.config['model']['name']!r}: use the same model to resume"
             )
-        from bnext.checkpoint import check_compatible
-
         check_compatible(self.model, payload["model"], str(path))
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -208,10 +224,14 @@ class Trainer:
             group["lr"] = lr
         temperature = temperature_at_epoch(epoch, cfg)
         set_temperature(self.model, temperature)
+        started = time.perf_counter()
         # Evaluated and saved at the temperature it trained with (BatchNorm statistics
         # match it); the next epoch starts at the decayed one.
         train = self._train_epoch(epoch)
-        record = {"epoch": epoch, "lr": lr, "temperature": temperature, **train}
+        record: dict[str, Any] = {"epoch": epoch, "lr": lr}
+        if has_temperature(self.model):  # an fp model has no binarization temperature to log
+            record["temperature"] = temperature
+        record.update(train)
         record.update(self.criterion.epoch_info(epoch))
         if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
             if cfg["bn_recalibration_batches"]:
@@ -233,11 +253,15 @@ class Trainer:
         if is_best:
             self.best_top1 = record["val_top1"]
         self.partial = {}
+        record["seconds"] = time.perf_counter() - started
+        self._epoch_seconds.append(record["seconds"])
         if self.info.is_main:
             self.save("last.pt", epoch + 1)
             if is_best:
                 self.save("best.pt", epoch + 1)
             self.metrics.log(record)
+            remaining = (cfg["epochs"] - epoch - 1) * sum(self._epoch_seconds) / len(self._epoch_seconds)
+            print(epoch_line(record, cfg["epochs"], remaining), flush=True)
         barrier(self.info)
         return record
 
@@ -247,13 +271,17 @@ class Trainer:
         sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "skipped": 0.0, "data_time": 0.0, "time": 0.0}
         if start:
             sums.update(self.partial)
+        # Loss and hits add up on the device; the host reads them every ``log_every`` steps
+        # (and at a checkpoint), so a GPU step never waits on ``.item()``.
+        self._device_sums = torch.zeros(2, dtype=torch.float64, device=info.device)
         self.train_model.train()
         total = len(self.data.train)
         bar = tqdm(
             total=total,
             initial=start,
             desc=f"epoch {epoch + 1}/{cfg['epochs']}",
-            leave=False,
+            leave=True,
+            dynamic_ncols=True,
             disable=not (info.is_main and sys.stderr.isatty()),
         )
         tick = time.perf_counter()
@@ -263,24 +291,25 @@ class Trainer:
                 set_temperature(self.model, temperature_at_epoch(epoch + index / total, cfg))
             sums["skipped"] += skipped
             if len(labels):
-                loss, correct = self._step(images, labels, epoch)
-                sums["loss"] += loss * len(labels)
-                sums["correct"] += correct
+                self._step(images, labels, epoch)
                 sums["seen"] += len(labels)
             now = time.perf_counter()
             sums["data_time"] += data_done - tick
             sums["time"] += now - tick
             tick = now
-            self.partial = dict(sums)
             bar.update(1)
             if self._stop_requested:
                 bar.close()
+                self.partial = self._read_sums(sums, epoch)
                 self._stop_here(epoch, index + 1)
-            bar.set_postfix(
-                loss=f"{sums['loss'] / max(sums['seen'], 1):.3f}",
-                top1=f"{100 * sums['correct'] / max(sums['seen'], 1):.1f}",
-            )
+            if (index + 1) % cfg["log_every"] == 0 or index + 1 == total:
+                read = self._read_sums(sums, epoch)
+                bar.set_postfix(
+                    loss=f"{read['loss'] / max(read['seen'], 1):.3f}",
+                    top1=f"{100 * read['correct'] / max(read['seen'], 1):.1f}",
+                )
         bar.close()
+        sums = self._read_sums(sums, epoch)
         loss, correct, seen, skipped, wall = all_reduce_sum(
             [sums["loss"], sums["correct"], sums["seen"], sums["skipped"], sums["time"]], info
         )
@@ -292,19 +321,28 @@ class Trainer:
             "skipped_images": int(skipped),
         }
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> tuple[float, float]:
+    def _read_sums(self, sums: dict[str, float], epoch: int) -> dict[str, float]:
+        """The host-side sums with the device's loss / hit totals added (one sync); checks for NaN."""
+        loss, correct = self._device_sums.tolist()
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss} in epoch {epoch + 1}: lower train.lr or "
+                "turn off amp (train.amp=false)"
+            )
+        return {**sums, "loss": sums["loss"] + loss, "correct": sums["correct"] + correct}
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> None:
         device = self.info.device
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if self.cfg["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
         inputs, targets = self.criterion.prepare(images, labels)
+        started = time.perf_counter()
         context = torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with context:
             logits = self.train_model(inputs)
         loss = self.criterion(logits.float(), targets, inputs, epoch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}: lower train.lr or turn off amp")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -313,5 +351,13 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(unwrap_model(self.model))
-        correct = (logits.argmax(1) == labels).sum().item()
-        return loss.item(), float(correct)
+        hits = (logits.detach().argmax(1) == labels).sum()
+        self._device_sums += torch.stack([loss.detach().double() * len(labels), hits.double()])
+        if not self._compiled_first_step:
+            self._compiled_first_step = True
+            if self.info.is_main:
+                print(
+                    f"torch.compile ({self.compile_mode}): first step compiled and ran in "
+                    f"{time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
