@@ -18,6 +18,7 @@ from bnext.commands import (
     teachers_cmd,
     train_cmd,
 )
+from bnext.errors import UserError
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "models": ("list the registered models", models_cmd.add_arguments, models_cmd.run),
@@ -47,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bnext.errors import UserError
-
     try:
         return int(args.handler(args) or 0)
     except UserError as error:

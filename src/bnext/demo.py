@@ -28,8 +28,10 @@ from bnext.benchmarking import write_result
 from bnext.card import card_from_payload
 from bnext.checkpoint import CheckpointError, read_checkpoint
 from bnext.config import add_set_argument, load_config
+from bnext.deploy import export_checkpoint, load
+from bnext.deploy.bench import run_benchmark
 from bnext.hardware import cpu_model, isa_summary
-from bnext.train import Trainer
+from bnext.train import Trainer, evaluate
 from bnext.train.distributed import init_distributed
 
 
@@ -68,10 +70,6 @@ def train_student(output: Path, teacher: Path, overrides: list[str]) -> tuple[Tr
 
 def deploy_student(trainer: Trainer, checkpoint: Path) -> dict:
     """Export the student, evaluate the packed model on the test set, and time it against PyTorch fp32."""
-    from bnext.deploy import export_checkpoint, load
-    from bnext.deploy.bench import run_benchmark
-    from bnext.train import evaluate
-
     report = export_checkpoint(checkpoint, checkpoint.with_name("model.bnx"))
     packed_top1 = evaluate(load(report.path), trainer.data.val)["top1"]
     model = trainer.model.cpu().eval()

@@ -11,6 +11,9 @@ import numpy as np
 
 from bnext.analysis.landscape import GridSpec, compute_landscape, fixed_batches, load_grid, smoothness
 from bnext.analysis.landscape_plots import plot_contour, plot_panel, plot_surface
+from bnext.config import load_config
+from bnext.data import build_data
+from bnext.loading import model_from_checkpoint
 
 
 def checkpoint_landscape(
@@ -24,10 +27,6 @@ def checkpoint_landscape(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Compute (or finish) the loss grid of a bnext checkpoint on the first ``batches`` of its validation split."""
-    from bnext.config import load_config
-    from bnext.data import build_data
-    from bnext.loading import model_from_checkpoint
-
     model, payload = model_from_checkpoint(checkpoint)
     config = load_config(
         None, ["data.subset=null", f"train.batch_size={batch_size}", *(overrides or [])], base=payload.get("config")

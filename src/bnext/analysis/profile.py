@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from bnext.nn.binary_conv import BinaryConv2d
+from bnext.quant.apply import observing_inputs
 
 BOPS_PER_OP = 64
 QOPS_PER_OP = 8
@@ -89,8 +90,6 @@ def profile_model(model: nn.Module, input_size: int = 224, in_channels: int = 3)
     ]
     was_training = model.training
     try:
-        from bnext.quant.apply import observing_inputs
-
         model.eval()
         with torch.no_grad(), observing_inputs(model):  # counting needs no calibrated ranges
             model(torch.zeros(1, in_channels, input_size, input_size))

@@ -26,6 +26,7 @@ from bnext.card import ModelCard, card_from_payload
 from bnext.deploy.fileformat import Entry, write_bnx
 from bnext.deploy.packing import pack_codes, pack_signs
 from bnext.errors import UserError
+from bnext.loading import model_from_checkpoint
 from bnext.nn.binary_conv import BinaryConv2d
 from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
@@ -127,8 +128,6 @@ def packed_header(
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path) -> ExportReport:
     """Write the packed ``.bnx`` of a bnext checkpoint (trained or PTQ) to ``output``."""
-    from bnext.loading import model_from_checkpoint
-
     model, payload = model_from_checkpoint(checkpoint)
     model.eval()
     entries, not_binarized = packed_entries(model)

@@ -21,7 +21,9 @@ from bnext.deploy.fileformat import Entry, read_bnx
 from bnext.deploy.fused_unit import fuse_units
 from bnext.deploy.packing import border_sums, kernel_panels, pad_channels, unpack_codes, unpack_signs
 from bnext.errors import UserError
+from bnext.models import create_model
 from bnext.nn.info_rcp import BinaryUnit
+from bnext.quant import quantize_model
 from bnext.quant.layers import QuantizedMixin
 
 
@@ -105,9 +107,6 @@ def build_packed_model(
     header: dict, entries: dict[str, Entry], kernel_path: str | None = None, source: str = "the packed model"
 ) -> PackedModel:
     """A :class:`PackedModel` from a header and stored tensors (as read from a file or made in memory)."""
-    from bnext.models import create_model
-    from bnext.quant import quantize_model
-
     entries = dict(entries)
     if header.get("format") != "bnext-packed":
         raise UserError(f"{source} is not a bnext packed model (format {header.get('format')!r})")

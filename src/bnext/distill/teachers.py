@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnext.card import card_from_payload
+from bnext.checkpoint import extract_state_dict, read_checkpoint
 from bnext.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from bnext.errors import UserError
 from bnext.hardware import native_autocast_dtype
+from bnext.loading import model_from_checkpoint
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".bin", ".safetensors")
 LITE_MEAN = (0.498, 0.498, 0.498)  # EfficientNet-Lite: (x * 255 - 127) / 128
@@ -156,8 +158,6 @@ def efficientnet_lite0() -> Teacher:
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    from bnext.checkpoint import extract_state_dict, read_checkpoint
-
     return extract_state_dict(read_checkpoint(path))
 
 
@@ -176,8 +176,6 @@ def load_teacher(spec: str) -> Teacher:
         spec, path_text = spec.split("@", 1)
         weights_path = Path(path_text)
     elif spec.endswith(CHECKPOINT_SUFFIXES) or Path(spec).is_file():
-        from bnext.loading import model_from_checkpoint
-
         model, payload = model_from_checkpoint(spec)
         card = card_from_payload(payload)  # the input the teacher was trained on
         best = payload.get("best_top1")

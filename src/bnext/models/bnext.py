@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -43,7 +45,8 @@ class BNext(nn.Module):
     (as in the authors' code); ``elm_attention=False`` makes all of them plain and
     ``recoupling=False`` removes Info-RCP (paper Table 4). ``input_quantizer`` /
     ``weight_quantizer`` name the binarizers of ``bnext.nn.quantizers`` (e.g.
-    ``input_quantizer="approx_sign"`` for Bi-Real's gradient).
+    ``input_quantizer="approx_sign"`` for Bi-Real's gradient); these ``unit_options``
+    go to every ``BinaryUnit``.
     """
 
     def __init__(
@@ -54,9 +57,7 @@ class BNext(nn.Module):
         stem_stride: int = 2,
         in_channels: int = 3,
         elm_attention: bool = True,
-        recoupling: bool = True,
-        input_quantizer: str = "hard_sign",
-        weight_quantizer: str = "temperature",
+        **unit_options: Any,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -64,17 +65,9 @@ class BNext(nn.Module):
         blocks = []
         for index in range(1, len(widths)):
             new_stage = widths[index] != widths[index - 1] and widths[index] != widths[1]
-            blocks.append(
-                BNextBlock(
-                    widths[index - 1],
-                    widths[index],
-                    stride=2 if new_stage else 1,
-                    elm_attention=elm_attention and index % 2 == 0,
-                    recoupling=recoupling,
-                    input_quantizer=input_quantizer,
-                    weight_quantizer=weight_quantizer,
-                )
-            )
+            stride = 2 if new_stage else 1
+            elm = elm_attention and index % 2 == 0
+            blocks.append(BNextBlock(widths[index - 1], widths[index], stride, elm_attention=elm, **unit_options))
         self.blocks = nn.Sequential(*blocks)
         self.prelu = nn.PReLU(widths[-1])
         self.pool = nn.AdaptiveAvgPool2d(1)

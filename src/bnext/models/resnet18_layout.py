@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,27 +70,15 @@ class ResNet18Layout(nn.Module):
 
 
 @register_model
-def bnext18(
-    num_classes: int = 1000,
-    *,
-    elm_attention: bool = True,
-    recoupling: bool = True,
-    input_quantizer: str = "hard_sign",
-    weight_quantizer: str = "temperature_bnext18",
-    **kwargs: object,
-) -> ResNet18Layout:
+def bnext18(num_classes: int = 1000, **kwargs: Any) -> ResNet18Layout:
     """BNext-18: BNext units in ResNet-18 (68.4% ImageNet top-1, 93.6% CIFAR-10).
 
     ``elm_attention`` / ``recoupling`` switch the two BNext modules off for ablations;
     ``input_quantizer`` / ``weight_quantizer`` name other binarizers (``bnext.nn.quantizers``).
+    The other keywords are the layout's (``stem_stride``, ``width_multiplier``).
     """
-    block = partial(
-        BNext18Block,
-        elm_attention=elm_attention,
-        recoupling=recoupling,
-        input_quantizer=input_quantizer,
-        weight_quantizer=weight_quantizer,
-    )
+    unit_keys = ("elm_attention", "recoupling", "input_quantizer", "weight_quantizer")
+    block = partial(BNext18Block, **{key: kwargs.pop(key) for key in unit_keys if key in kwargs})
     return ResNet18Layout(block, num_classes, **kwargs)
 
 

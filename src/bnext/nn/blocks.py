@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -13,30 +15,19 @@ class BNextBlock(nn.Module):
 
     When the block doubles the channels, two independent 1x1 FFN units read the
     same input and their outputs are concatenated: the width grows without any
-    full-precision 1x1 downsample conv.
+    full-precision 1x1 downsample conv. ``unit_options`` (``recoupling``,
+    ``input_quantizer``, ``weight_quantizer``) go to every :class:`BinaryUnit`.
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int = 1,
-        *,
-        elm_attention: bool = True,
-        recoupling: bool = True,
-        input_quantizer: str = "hard_sign",
-        weight_quantizer: str = "temperature",
+        self, in_channels: int, out_channels: int, stride: int = 1, *, elm_attention: bool = True, **unit_options: Any
     ) -> None:
         super().__init__()
         if out_channels % in_channels:
             raise ValueError(f"out_channels ({out_channels}) must be a multiple of in_channels ({in_channels})")
-        quantizers = {"input_quantizer": input_quantizer, "weight_quantizer": weight_quantizer}
-        self.mixer = BinaryUnit(
-            in_channels, in_channels, 3, stride, recoupling=recoupling, elm_attention=elm_attention, **quantizers
-        )
+        self.mixer = BinaryUnit(in_channels, in_channels, 3, stride, elm_attention=elm_attention, **unit_options)
         self.ffn = nn.ModuleList(
-            BinaryUnit(in_channels, in_channels, 1, recoupling=recoupling, **quantizers)
-            for _ in range(out_channels // in_channels)
+            BinaryUnit(in_channels, in_channels, 1, **unit_options) for _ in range(out_channels // in_channels)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,21 +41,16 @@ class BNext18Block(nn.Module):
     ``elm_attention=False`` / ``recoupling=False`` remove the two modules (paper Fig. 6 ablation).
 
     A stride or width change goes through the fp downsample (2x2 avg pool, 1x1
-    conv, BN) on the residual, as in the authors' BNext-18.
+    conv, BN) on the residual, as in the authors' BNext-18. ``unit_options`` go to both
+    units; the weight quantizer defaults to ``temperature_bnext18`` (exact sign below
+    T = 1e-5, as the authors' BNext-18 code; BNext: 1e-7).
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int = 1,
-        *,
-        elm_attention: bool = True,
-        recoupling: bool = True,
-        input_quantizer: str = "hard_sign",
-        weight_quantizer: str = "temperature_bnext18",
+        self, in_channels: int, out_channels: int, stride: int = 1, *, elm_attention: bool = True, **unit_options: Any
     ) -> None:
         super().__init__()
+        unit_options = {"weight_quantizer": "temperature_bnext18", **unit_options}
         downsample = None
         if stride != 1 or in_channels != out_channels:
             downsample = nn.Sequential(
@@ -72,20 +58,11 @@ class BNext18Block(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        # The authors' BNext-18 switches to exact sign at T < 1e-5 (BNext: 1e-7): "temperature_bnext18".
-        quantizers = {"input_quantizer": input_quantizer, "weight_quantizer": weight_quantizer}
         self.mixer = BinaryUnit(
-            in_channels,
-            out_channels,
-            3,
-            stride,
-            recoupling=recoupling,
-            elm_attention=elm_attention,
-            shortcut=downsample,
-            mix_with_residual=True,
-            **quantizers,
-        )
-        self.ffn = BinaryUnit(out_channels, out_channels, 3, recoupling=recoupling, **quantizers)
+            in_channels, out_channels, 3, stride, elm_attention=elm_attention, shortcut=downsample,
+            mix_with_residual=True, **unit_options,
+        )  # fmt: skip
+        self.ffn = BinaryUnit(out_channels, out_channels, 3, **unit_options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn(self.mixer(x))

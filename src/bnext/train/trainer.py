@@ -21,6 +21,7 @@ from tqdm import tqdm
 from bnext.card import ModelCard, card_from_payload, check_class_count
 from bnext.checkpoint import CheckpointError, check_compatible, read_checkpoint, save_checkpoint
 from bnext.data import DataBundle, build_data
+from bnext.distill import build_distillation
 from bnext.hardware import choose_autocast
 from bnext.models import create_model
 from bnext.nn import has_temperature, set_temperature
@@ -91,8 +92,6 @@ class Trainer:
         self.metrics = MetricsLog(self.output, config["tensorboard"]) if self.info.is_main else None
 
     def _build_criterion(self) -> Any:
-        from bnext.distill import build_distillation
-
         distill = build_distillation(
             self.config, self.data.num_classes, self.data.mean, self.data.std, self.info.device, self.compile_mode
         )
