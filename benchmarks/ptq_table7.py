@@ -15,10 +15,9 @@ import argparse
 import torch
 
 from bnext.analysis import profile_model
-from bnext.commands.quantize_cmd import TABLE7_CONFIGS, quantize_and_evaluate
-from bnext.config import load_config
-from bnext.data import build_data
+from bnext.card import card_from_payload
 from bnext.loading import model_from_checkpoint
+from bnext.workflows import TABLE7_CONFIGS, checkpoint_data, quantize_and_evaluate
 
 try:
     from benchmarks.common import write_result
@@ -35,10 +34,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     model, payload = model_from_checkpoint(args.checkpoint)
-    data = build_data(load_config(None, ["data.augment=none", "data.subset=null"], base=payload["config"]))
+    data = checkpoint_data(payload, ["data.augment=none"])
     rows = []
     for config in TABLE7_CONFIGS:
-        quantized, top1, top5 = quantize_and_evaluate(model, data, config, args)
+        quantized, top1, top5 = quantize_and_evaluate(
+            model, data, config, args.calibration_batches, args.finetune_epochs, args.finetune_lr
+        )
         cost = profile_model(quantized, data.image_size)
         rows.append(
             {
@@ -56,8 +57,7 @@ def main() -> None:
         name,
         {
             "checkpoint": args.checkpoint,
-            "model": payload["model_name"],
-            "model_kwargs": payload["model_kwargs"],
+            "card": card_from_payload(payload).as_dict(),
             "dataset": payload["config"]["data"]["dataset"],
             "calibration_batches": args.calibration_batches,
             "finetune_epochs": args.finetune_epochs,

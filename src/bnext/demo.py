@@ -28,11 +28,10 @@ from bnext.benchmarking import write_result
 from bnext.card import card_from_payload
 from bnext.checkpoint import CheckpointError, read_checkpoint
 from bnext.config import add_set_argument, load_config
-from bnext.deploy import export_checkpoint, load
-from bnext.deploy.bench import run_benchmark
 from bnext.hardware import cpu_model, isa_summary
-from bnext.train import Trainer, evaluate
+from bnext.train import Trainer
 from bnext.train.distributed import init_distributed
+from bnext.workflows import export_and_check
 
 
 def _usable(path: Path, config: dict) -> bool:
@@ -68,32 +67,6 @@ def train_student(output: Path, teacher: Path, overrides: list[str]) -> tuple[Tr
     return trainer, record, time.perf_counter() - start
 
 
-def deploy_student(trainer: Trainer, checkpoint: Path) -> dict:
-    """Export the student, evaluate the packed model on the test set, and time it against PyTorch fp32."""
-    report = export_checkpoint(checkpoint, checkpoint.with_name("model.bnx"))
-    packed_top1 = evaluate(load(report.path), trainer.data.val)["top1"]
-    model = trainer.model.cpu().eval()
-    speed = run_benchmark(
-        model,
-        trainer.config["model"]["name"],
-        {"num_classes": trainer.data.num_classes, **trainer.config["model"]["kwargs"]},
-        input_size=trainer.data.image_size,
-        batches=[1, 64],
-        thread_counts=[torch.get_num_threads()],
-        reps=15,
-        layers=False,
-    )
-    return {
-        "file": str(report.path),
-        "bytes": report.bytes,
-        "fp32_weights_bytes": report.fp32_weights_bytes,
-        "checkpoint_bytes": report.checkpoint_bytes,
-        "kernel_path": speed["kernel_path"],
-        "test_top1": packed_top1,
-        "speed": speed["end_to_end"],
-    }
-
-
 def describe_machine(device: torch.device) -> str:
     """Where the demo runs, in words: the GPU's name, or the CPU model with its relevant ISA flags."""
     if device.type == "cuda":
@@ -126,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer, record, seconds = train_student(out / "student", teacher_path, args.overrides)
     cost = profile_model(trainer.model.cpu(), trainer.data.image_size)
     phase(3, "export to a packed 1-bit .bnx file, test accuracy and speed of the packed model (CPU)")
-    deployed = deploy_student(trainer, out / "student" / "last.pt")
+    deployed = export_and_check(out / "student" / "last.pt", trainer.data, batches=[1, 64])
     total = time.perf_counter() - started
     summary = {
         "device": describe_machine(device),

@@ -18,24 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnext.card import card_from_payload, check_class_count
-    from bnext.config import load_config
-    from bnext.data import build_data
-    from bnext.loading import model_from_checkpoint
-    from bnext.train import evaluate
+    from bnext.workflows import evaluate_checkpoint
 
-    model, payload = model_from_checkpoint(args.checkpoint)
     flags = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "train.batch_size": args.batch_size}
     overrides = [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    config = load_config(None, ["data.subset=null", *overrides, *args.overrides], base=payload.get("config"))
-    data = build_data(config)
-    check_class_count(
-        card_from_payload(payload).num_classes,
-        data.num_classes,
-        f"dataset {config['data']['dataset']!r}",
-        "the checkpoint predicts another class count; evaluate on the dataset it was trained on",
-    )
-    result = evaluate(model, data.val, progress=True)
+    result = evaluate_checkpoint(args.checkpoint, [*overrides, *args.overrides])
     if args.json:
         print(json.dumps(result))
     else:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-from pathlib import Path
 
 from bnext.config import add_set_argument
-
-TABLE7_CONFIGS = ("32/32", "8/8-8/8-8/8-8/8", "8/8-4/8-4/8-8/8", "8/8-4/8-4/4-8/8", "8/8-4/4-4/4-8/8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,56 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 
-def quantize_and_evaluate(model, data, config: str, args: argparse.Namespace):
-    """Quantize a copy of ``model`` per ``config``, calibrate (and fine-tune) it; return (model, top-1, top-5)."""
-    from bnext.quant import calibrate, finetune_quantized, quantize_model
-    from bnext.train import evaluate
-
-    model = copy.deepcopy(model)
-    if config != "32/32":
-        quantize_model(model, config)
-        batches = args.calibration_batches
-        calibrate(model, (x for _, (x, _, _) in zip(range(batches), data.train.epoch(0), strict=False)))
-        if args.finetune_epochs:
-            finetune_quantized(model, data.train, args.finetune_epochs, args.finetune_lr)
-    result = evaluate(model, data.val)
-    return model, result["top1"], result["top5"]
-
-
 def run(args: argparse.Namespace) -> int:
-    from bnext.card import card_from_payload
-    from bnext.checkpoint import save_checkpoint
-    from bnext.config import load_config
-    from bnext.data import build_data
-    from bnext.loading import model_from_checkpoint
-    from bnext.quant import parse_quant_config
+    from bnext.workflows import TABLE7_CONFIGS, quantize_checkpoint
 
-    model, payload = model_from_checkpoint(args.checkpoint)
-    config = load_config(None, ["data.augment=none", "data.subset=null", *args.overrides], base=payload.get("config"))
-    data = build_data(config)
-    configs = TABLE7_CONFIGS if args.sweep else (args.config,)
-    for text in configs:
-        if text != "32/32":
-            parse_quant_config(text)  # fail on a malformed config before any work
-    rows = []
-    for text in configs:
-        quantized, top1, top5 = quantize_and_evaluate(model, data, text, args)
-        rows.append({"config": text, "top1": top1, "top5": top5})
-        if args.output and not args.sweep:
-            path = Path(args.output) / "quantized.pt"
-            extra = {k: payload[k] for k in ("config",) if k in payload}
-            save_checkpoint(
-                quantized,
-                path,
-                card=card_from_payload(payload),
-                quant_config=text,
-                kind="quantized",
-                best_top1=top1,
-                **extra,
-            )
-            rows[-1]["checkpoint"] = str(path)
+    rows = quantize_checkpoint(
+        args.checkpoint,
+        TABLE7_CONFIGS if args.sweep else (args.config,),
+        calibration_batches=args.calibration_batches,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        output=None if args.sweep else args.output,
+        overrides=args.overrides,
+    )
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps([{k: v for k, v in row.items() if k != "model"} for row in rows]))
     else:
         print(f"{'I-S-E-O (W/A)':<20} {'top-1':>7} {'top-5':>7}")
         for row in rows:
