@@ -5,7 +5,7 @@ ensemble of the two lowest-KC teachers, (d) that ensemble with knowledge boostin
 (the most accurate teacher as the strong one, the others as consecutive assistants
 in increasing KC order). Teachers are full-precision ResNet-18s of three widths,
 trained here (finished teacher runs in the output folder are reused); their KC uses
-their measured test accuracy. The student recipe is configs/fashion_mnist/default.yaml
+their measured test accuracy. The student recipe is the fashion_mnist/default recipe
 with --epochs. Writes results/kd_ablation.json.
 
     python benchmarks/kd_ablation.py [--output runs/kd_ablation] [--epochs 6]
@@ -101,7 +101,7 @@ def main() -> None:
     path_out = write_result(
         "kd_ablation",
         {
-            "student_recipe": "configs/fashion_mnist/default.yaml",
+            "student_recipe": "fashion_mnist/default",
             "student_epochs": args.epochs,
             "teachers": teachers,
             "teachers_by_kc": by_kc,

@@ -2,7 +2,7 @@
 
 A full-precision ResNet-18, BinaryNet-18, Bi-Real-18, Real2Binary-18, and BNext-18
 with neither module, Info-RCP only, ELM-Attention only and both, each trained with
-the same recipe (configs/fashion_mnist/default.yaml without KD: half width, ImageNet
+the same recipe (the fashion_mnist/default recipe without KD: half width, ImageNet
 stem, --epochs on Fashion-MNIST), then a filter-normalized landscape of each on the
 first test images. Finished runs and grids in the output folder are reused, so an
 interrupted run continues. Writes results/landscape.json (test accuracy, training

@@ -146,6 +146,21 @@ def test_weighting_reaches_the_criterion_from_the_config():
         DistillationLoss("gap_sensitive", strong, [], 2, (0.0,), (1.0,), 4, weighting="batch")
 
 
+def test_hard_label_weight_mixes_cross_entropy_into_kd():
+    teacher = Teacher("lin", torch.nn.Linear(8, 4), (0.0,), (1.0,))
+    student, x, labels = torch.nn.Linear(8, 4), torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1])
+    logits = student(x)
+    kd = kd_loss(logits, teacher.model(x)).item()
+    ce = torch.nn.functional.cross_entropy(logits, labels).item()
+    for alpha in (0.0, 0.3, 1.0):
+        criterion = DistillationLoss(
+            "kd", teacher, [], 2, (0.0,), (1.0,), 4, teacher_amp=False, hard_label_weight=alpha
+        )
+        assert criterion(logits, labels, x, epoch=0).item() == pytest.approx((1 - alpha) * kd + alpha * ce, rel=1e-6)
+    with pytest.raises(UserError, match="hard_label_weight must be in"):
+        DistillationLoss("kd", teacher, [], 2, (0.0,), (1.0,), 4, hard_label_weight=1.5)
+
+
 def test_gradients_never_reach_a_teacher():
     teacher_model = torch.nn.Linear(8, 4)
     teacher = Teacher("lin", teacher_model, (0.0,), (1.0,))
