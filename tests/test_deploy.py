@@ -54,13 +54,21 @@ def plus_minus(t):
     return torch.where(t < 0, -1.0, 1.0)
 
 
+def long_k_layers(generator):
+    """Deep layers whose K spans many 64-bit words (3x3 over 520 channels: 73 words; 1x1 over 1100: 18),
+    past the AVX2 kernel's 31-step byte accumulation, with output channels not a multiple of 8."""
+    for c, o, k in [(520, 37, 3), (1100, 45, 1)]:
+        x = torch.randn(2, c, 5, 6, generator=generator)
+        yield x, torch.randn(c, generator=generator) * 0.1, torch.randn(o, c, k, k, generator=generator), 1, k // 2
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_kernel_integer_output_equals_float_conv_of_signs(path):
     ext = kernel_module(path)
     code = kernels.path_code(path)
     generator = torch.Generator().manual_seed(PATHS.index(path))
-    for _ in range(25):
-        x, shift, weight, stride, padding = random_layer(generator)
+    layers = [random_layer(generator) for _ in range(25)] + list(long_k_layers(generator))
+    for x, shift, weight, stride, padding in layers:
         o, c, k, _ = weight.shape
         packed_weight = pack_signs(weight)
         packed = ext.pack_activations(x, shift, code)

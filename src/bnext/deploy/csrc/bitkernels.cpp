@@ -13,7 +13,8 @@
 // optional PReLU (folded BatchNorm + activation) and writes float NHWC.
 //
 // Three code paths, chosen at run time from the CPU's flags: AVX-512 VPOPCNTDQ (6x32 tiles
-// in 24 zmm accumulators, popcount per 64-bit lane), AVX2 (nibble-table popcount) and
+// in 24 zmm accumulators, popcount per 64-bit lane), AVX2 (nibble-table popcount, byte counts
+// summed before vpsadbw, vectorized epilogue) and
 // portable C++. Work is split over torch's intra-op threads (at::parallel_for).
 
 #include <torch/extension.h>
@@ -91,35 +92,77 @@ void tile_portable(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_
 }
 
 // ---------------------------------------------------------------- AVX2
-__attribute__((target("avx2"))) inline __m256i popcount_avx2(__m256i x) {
-  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
-                                         2, 3, 2, 3, 3, 4);
-  const __m256i low = _mm256_set1_epi8(0x0f);
+// Popcount by nibble table (pshufb) with byte counts summed over up to 31 k steps before one
+// vpsadbw per vector (Mula et al.'s scheme: a byte holds at most 8 per step, so 31 steps fit
+// in 255); the 32-channel panel is done as two halves of 16 channels so that byte and 64-bit
+// accumulators stay in the 16 ymm registers. The epilogue is vectorized, 8 channels at a time,
+// with the same float operations as finish_one.
+constexpr int64_t kByteSteps = 31;
+
+__attribute__((target("avx2"))) inline __m256i nibble_counts(__m256i x, __m256i table, __m256i low) {
   const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
   const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
-  return _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256());  // per 64-bit lane
+  return _mm256_add_epi8(lo, hi);  // popcount of each byte
+}
+
+// 8 int32 from the 64-bit lanes of two vectors (counts are far below 2^31).
+__attribute__((target("avx2"))) inline __m256i narrow_counts(__m256i first, __m256i second) {
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  return _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(first, even),
+                                   _mm256_permutevar8x32_epi32(second, even), 0x20);
+}
+
+__attribute__((target("avx2"))) void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts) {
+  const int64_t left = g.out_channels - o;
+  if (left <= 0) return;
+  __m256 dot = _mm256_sub_ps(_mm256_set1_ps(static_cast<float>(g.k_bits)),
+                             _mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_cvtepi32_ps(counts)));
+  if (g.row_pattern != nullptr && g.row_pattern[m] >= 0) {
+    const int32_t* row = g.border + g.row_pattern[m] * g.padded_channels + o;
+    dot = _mm256_sub_ps(dot, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row))));
+  }
+  __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(g.scale + o), dot), _mm256_loadu_ps(g.shift + o));
+  if (g.slope != nullptr) {
+    const __m256 negative = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_NGT_UQ);
+    y = _mm256_blendv_ps(y, _mm256_mul_ps(y, _mm256_loadu_ps(g.slope + o)), negative);
+  }
+  float* out = g.out + m * g.out_channels + o;
+  if (left >= 8) {
+    _mm256_storeu_ps(out, y);
+  } else {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(out, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane), y);
+  }
 }
 
 __attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_t>& spare) {
   const uint64_t* a = tile_rows(g, m0, 1, spare);
   const uint64_t* b = g.b + panel * g.kw * kPanel;
-  __m256i acc[8];
-  for (auto& v : acc) v = _mm256_setzero_si256();
-  for (int64_t k = 0; k < g.kw; ++k) {
-    const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
-    const uint64_t* bk = b + k * kPanel;
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-      const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
-      acc[j] = _mm256_add_epi64(acc[j], popcount_avx2(_mm256_xor_si256(av, bv)));
+  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                                         2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i zero = _mm256_setzero_si256();
+  for (int half = 0; half < 2; ++half) {
+    const int64_t o = panel * kPanel + 16 * half;
+    if (o >= g.out_channels) break;
+    __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
+    for (int64_t k0 = 0; k0 < g.kw; k0 += kByteSteps) {
+      const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
+      __m256i bytes[4] = {zero, zero, zero, zero};
+      for (int64_t k = k0; k < k_end; ++k) {
+        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
+        const uint64_t* bk = b + k * kPanel + 16 * half;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
+          bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
+        }
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
     }
-  }
-  alignas(32) int64_t count[kPanel];
-  for (int j = 0; j < 8; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(count + 4 * j), acc[j]);
-  const int64_t o_end = std::min(kPanel, g.out_channels - panel * kPanel);
-  for (int64_t j = 0; j < o_end; ++j) {
-    const int64_t o = panel * kPanel + j;
-    g.out[m0 * g.out_channels + o] = finish_one(g, m0, o, count[j]);
+    finish_avx2(g, m0, o, narrow_counts(total[0], total[1]));
+    finish_avx2(g, m0, o + 8, narrow_counts(total[2], total[3]));
   }
 }
 
