@@ -82,6 +82,23 @@ def test_kernel_integer_output_equals_float_conv_of_signs(path):
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_activation_packing_sets_the_bits_of_negative_values(path):
+    ext = kernel_module(path)
+    generator = torch.Generator().manual_seed(11)
+    for channels in (1, 7, 8, 9, 63, 64, 65, 130):
+        x = torch.randn(2, channels, 3, 5, generator=generator)
+        x[x.abs() < 0.3] = 0.0
+        x[0, 0, 0, 0] = -0.0  # not negative: +1
+        shift = torch.randn(channels, generator=generator) * 0.1
+        shift[::3] = 0.0
+        words = ext.pack_activations(x, shift, kernels.path_code(path))  # (N, H, W, ceil(C / 64)) int64
+        negative = (x + shift.view(1, -1, 1, 1) < 0).permute(0, 2, 3, 1)
+        bits = (words[..., None] >> torch.arange(64)) & 1  # (N, H, W, words, 64)
+        assert torch.equal(bits.flatten(-2)[..., :channels].bool(), negative), channels
+        assert not bits.flatten(-2)[..., channels:].any()  # padding bits stay clear
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_kernel_epilogue_matches_the_reference_path(path):
     ext = kernel_module(path)
     generator = torch.Generator().manual_seed(7)

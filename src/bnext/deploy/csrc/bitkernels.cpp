@@ -268,6 +268,30 @@ BNEXT_AVX512 void pack_pixel_avx512(const float* x, const float* bias, int64_t c
   }
 }
 
+// 8 channels per compare: movemask gives their sign bits (x + bias < 0), masked loads for the tail.
+__attribute__((target("avx2"))) void pack_pixel_avx2(const float* x, const float* bias, int64_t channels,
+                                                    uint64_t* words) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t w = 0; w * 64 < channels; ++w) {
+    uint64_t bits = 0;
+    for (int q = 0; q < 8; ++q) {
+      const int64_t c = w * 64 + q * 8;
+      if (c >= channels) break;
+      const int64_t left = channels - c;
+      __m256 v;
+      if (left >= 8) {
+        v = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+      } else {
+        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane);
+        v = _mm256_add_ps(_mm256_maskload_ps(x + c, keep), _mm256_maskload_ps(bias + c, keep));  // 0 beyond: bit 0
+      }
+      const int negative = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+      bits |= static_cast<uint64_t>(negative) << (8 * q);
+    }
+    words[w] = bits;
+  }
+}
+
 void pack_pixel_portable(const float* x, const float* bias, int64_t channels, uint64_t* words) {
   for (int64_t w = 0; w * 64 < channels; ++w) {
     uint64_t bits = 0;
@@ -297,6 +321,8 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor bias, int64_t path
     for (int64_t p = begin; p < end; ++p) {
       if (path == kAvx512) {
         pack_pixel_avx512(src + p * channels, b, channels, dst + p * words);
+      } else if (path == kAvx2) {
+        pack_pixel_avx2(src + p * channels, b, channels, dst + p * words);
       } else {
         pack_pixel_portable(src + p * channels, b, channels, dst + p * words);
       }
