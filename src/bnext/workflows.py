@@ -1,4 +1,4 @@
-"""Whole jobs on a checkpoint that the commands, the demo and benchmarks share: evaluate, quantize, export + check.
+"""Whole jobs that commands, the demo and benchmarks share: evaluate, quantize, export a checkpoint; rank teachers.
 
 This sits at the top of the house (it uses loading, data, quant and train); commands only
 parse arguments and print what these return.
@@ -20,6 +20,9 @@ from bnext.config import load_config
 from bnext.data import DataBundle, build_data
 from bnext.deploy import export_checkpoint, load
 from bnext.deploy.bench import run_benchmark
+from bnext.distill import KNOWN_TEACHERS, load_teacher, rank_by_kc
+from bnext.distill.teachers import architecture_params
+from bnext.errors import UserError
 from bnext.loading import model_from_checkpoint
 from bnext.quant import calibrate, finetune_quantized, parse_quant_config, quantize_model
 from bnext.train import evaluate
@@ -129,3 +132,42 @@ def export_and_check(checkpoint: str | Path, data: DataBundle, batches: Sequence
         "test_top1": packed_top1,
         "speed": speed["end_to_end"],
     }
+
+
+def rank_teachers(
+    specs: Sequence[str],
+    accuracies: dict[str, float] | None = None,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    batch_size: int = 64,
+) -> list[tuple[str, int, float, float]]:
+    """Candidate teachers sorted by Knowledge Complexity: (name, params, top-1 fraction, KC) rows.
+
+    A candidate's accuracy comes from ``accuracies``, else paper Table 8's known teachers, else (with
+    ``dataset``) it is measured on that dataset's validation split.
+    """
+    given = dict(accuracies or {})
+    candidates = {}
+    for spec in specs:
+        name = spec.rpartition(":")[2]
+        if name in given or (name in KNOWN_TEACHERS and not dataset):
+            params = KNOWN_TEACHERS[name].params if name in KNOWN_TEACHERS else architecture_params(spec)
+            if params is None:
+                raise UserError(f"cannot count the parameters of {spec!r}: not a torchvision or timm model")
+            candidates[name] = (
+                params,
+                given.get(name, KNOWN_TEACHERS[name].accuracy if name in KNOWN_TEACHERS else None),
+            )
+        elif dataset:
+            teacher = load_teacher(spec)
+            config = load_config(
+                None, [f"data.dataset={dataset}", "data.augment=none", f"train.batch_size={batch_size}"]
+            )
+            config["data"]["data_dir"] = data_dir
+            data = build_data(config)
+            top1 = evaluate(teacher.on_student_input(data.mean, data.std), data.val, progress=True)["top1"]
+            candidates[name] = (teacher.params, top1 / 100)
+        else:
+            raise UserError(f"no accuracy for {spec!r}: pass --accuracy {name}=FRACTION or --dataset to measure it")
+    return rank_by_kc(candidates)

@@ -70,6 +70,10 @@ class Teacher:
         self._runner = torch.compile(self.model, mode=mode)
         return self
 
+    def on_student_input(self, mean: tuple[float, ...], std: tuple[float, ...]) -> nn.Module:
+        """A module that takes batches normalized with ``mean`` / ``std`` (e.g. to measure the teacher's accuracy)."""
+        return _OnStudentInput(self, tuple(mean), tuple(std))
+
     @torch.inference_mode()
     def logits(
         self, images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], amp: bool = True
@@ -86,6 +90,29 @@ class Teacher:
         runner = getattr(self, "_runner", None) or self.model
         with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
             return runner(inputs).float()
+
+
+class _OnStudentInput(nn.Module):
+    def __init__(self, teacher: Teacher, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.teacher, self.mean, self.std = teacher, mean, std
+        self.inner = teacher.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.teacher.adapt(x, self.mean, self.std))
+
+
+def architecture_params(spec: str) -> int | None:
+    """Parameter count of a torchvision / timm architecture, built without downloading weights (None: unknown)."""
+    import timm
+    import torchvision
+
+    name = spec.rpartition(":")[2]
+    if name in torchvision.models.list_models():
+        return sum(p.numel() for p in torchvision.models.get_model(name, weights=None).parameters())
+    if timm.list_models(name):
+        return sum(p.numel() for p in timm.create_model(name, pretrained=False).parameters())
+    return None
 
 
 def _offline() -> bool:
