@@ -116,6 +116,7 @@ class InMemoryLoader:
             world=self.world,
             repeats=self.repeats,
         )
+        mean, std = self.mean.to(self.device), self.std.to(self.device)  # once per epoch, not per batch
         for batch in range(start_batch, len(self)):
             chosen = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
             images, labels = self.split.images[chosen], self.split.labels[chosen]
@@ -125,7 +126,7 @@ class InMemoryLoader:
             if self.train and self.augment:
                 generator = torch.Generator().manual_seed(((self.seed * 7919 + epoch) * 1_000_003 + batch) % 2**63)
                 images = pad_crop_flip(images, 4, generator)
-            yield normalize(images, self.mean.to(self.device), self.std.to(self.device)), labels, 0
+            yield normalize(images, mean, std), labels, 0
 
 
 @dataclass

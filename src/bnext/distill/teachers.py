@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +39,7 @@ class Teacher:
     std: tuple[float, ...]
     input_size: int | None = None  # None: the student's resolution
     accuracy: float | None = None  # top-1 as a fraction, when known
+    runner: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)  # compiled model
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -67,7 +69,7 @@ class Teacher:
 
     def compile(self, mode: str = "default") -> Teacher:
         """Run the teacher through ``torch.compile`` (as the student is compiled on CUDA)."""
-        self._runner = torch.compile(self.model, mode=mode)
+        self.runner = torch.compile(self.model, mode=mode)
         return self
 
     def on_student_input(self, mean: tuple[float, ...], std: tuple[float, ...]) -> nn.Module:
@@ -87,7 +89,7 @@ class Teacher:
         """
         inputs = self.adapt(images, mean, std)
         dtype = native_autocast_dtype(inputs.device) if amp else None
-        runner = getattr(self, "_runner", None) or self.model
+        runner = self.runner or self.model
         with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
             return runner(inputs).float()
 
