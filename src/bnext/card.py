@@ -33,6 +33,14 @@ class ModelCard:
         if "num_classes" in self.kwargs:
             raise ValueError("num_classes belongs to the card, not to its kwargs")
 
+    @classmethod
+    def from_create_kwargs(
+        cls, model: str, kwargs: Mapping[str, Any], default_classes: int = 1000, **facts: Any
+    ) -> ModelCard:
+        """A card from ``create_model``-style arguments (``num_classes`` among the kwargs, else ``default_classes``)."""
+        rest = dict(kwargs)
+        return cls(model, int(rest.pop("num_classes", default_classes)), rest, **facts)
+
     def create_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``bnext.create_model(card.model, **card.create_kwargs())``."""
         return {"num_classes": self.num_classes, **self.kwargs}
@@ -67,13 +75,12 @@ def card_from_payload(payload: Mapping[str, Any]) -> ModelCard | None:
     name = payload.get("model_name") or payload.get("model")
     if not isinstance(name, str):
         return None
-    kwargs = dict(payload.get("model_kwargs") or {})
-    num_classes = int(kwargs.pop("num_classes", payload.get("num_classes", 1000)))
     data = (payload.get("config") or {}).get("data", {})
     mean, std = input_stats(data.get("dataset", "imagenet"))
-    return ModelCard(
-        name, num_classes, kwargs, list(payload.get("classes", [])), mean, std, data.get("image_size"),
-        data.get("dataset"),
+    return ModelCard.from_create_kwargs(
+        name, payload.get("model_kwargs") or {}, payload.get("num_classes", 1000),
+        classes=list(payload.get("classes", [])), mean=mean, std=std, input_size=data.get("image_size"),
+        dataset=data.get("dataset"),
     )  # fmt: skip
 
 

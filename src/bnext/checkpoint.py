@@ -65,9 +65,8 @@ def save_checkpoint(
     """
     state = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
     if card is None and model_name is not None:
-        kwargs = dict(model_kwargs or {})
-        num_classes = int(kwargs.pop("num_classes", getattr(unwrap_model(model), "num_classes", 1000)))
-        card = ModelCard(model_name, num_classes, kwargs)
+        default_classes = getattr(unwrap_model(model), "num_classes", 1000)
+        card = ModelCard.from_create_kwargs(model_name, model_kwargs or {}, default_classes)
     payload = {
         "format": FORMAT,
         "version": VERSION,

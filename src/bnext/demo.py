@@ -34,22 +34,23 @@ from bnext.train.distributed import init_distributed
 from bnext.workflows import export_and_check
 
 
-def _usable(path: Path, config: dict) -> bool:
-    """A finished teacher run of this recipe at ``path`` (a damaged, unfinished or other one is retrained)."""
+def _finished_teacher(path: Path, config: dict) -> dict | None:
+    """The checkpoint of a finished teacher run of this recipe at ``path``; None for a damaged, unfinished or
+    other one (which is retrained)."""
     try:
         payload = read_checkpoint(path)
     except CheckpointError:
-        return False
+        return None
     card = card_from_payload(payload)
     same_model = card is not None and (card.model, card.kwargs) == (config["model"]["name"], config["model"]["kwargs"])
-    return same_model and payload.get("epoch") == config["train"]["epochs"]
+    return payload if same_model and payload.get("epoch") == config["train"]["epochs"] else None
 
 
 def train_teacher(output: Path, overrides: list[str]) -> tuple[Path, dict]:
     config = load_config("fashion_mnist/teacher", [f"output={output}", *overrides])
     last = output / "last.pt"
-    if _usable(last, config):
-        payload = read_checkpoint(last)
+    payload = _finished_teacher(last, config)
+    if payload is not None:
         print(f"teacher: reusing {last} (val top-1 {payload['best_top1']:.2f}%)")
         return last, {"reused": True, "val_top1": payload["best_top1"], "seconds": 0.0}
     start = time.perf_counter()

@@ -61,8 +61,7 @@ def packed_from_model(model: nn.Module, name: str, kwargs: dict[str, Any], kerne
     model = copy.deepcopy(model).eval()
     set_temperature(model, 0.0)
     entries, _ = packed_entries(model)
-    rest = {k: v for k, v in kwargs.items() if k != "num_classes"}
-    card = ModelCard(name, int(kwargs.get("num_classes", getattr(model, "num_classes", 1000))), rest)
+    card = ModelCard.from_create_kwargs(name, kwargs, getattr(model, "num_classes", 1000))
     return build_packed_model(packed_header(model, entries, card), entries, kernel_path)
 
 

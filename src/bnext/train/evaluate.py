@@ -30,8 +30,8 @@ def evaluate(
     info = info or DistInfo(device=model_device(model))
     was_training = model.training
     model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=info.device)  # hits@1, hits@5, loss, count
-    skipped = 0.0
+    totals = torch.zeros(3, dtype=torch.float64, device=info.device)  # hits@1, hits@5, loss
+    count = skipped = 0.0
     batches = tqdm(loader.epoch(0), total=len(loader), desc="eval", leave=False, disable=not progress)
     for images, labels, n_skipped in batches:
         skipped += n_skipped
@@ -53,11 +53,11 @@ def evaluate(
                 hits[:, 0].sum().double(),
                 hits.any(dim=1).sum().double(),
                 F.cross_entropy(logits, labels, reduction="sum").double(),
-                torch.tensor(len(labels), dtype=torch.float64, device=info.device),
             ]
         )
+        count += len(labels)
     model.train(was_training)
-    correct1, correct5, loss_sum, count = totals.tolist()  # the only host sync
+    correct1, correct5, loss_sum = totals.tolist()  # the only host sync
     correct1, correct5, loss_sum, count, skipped = all_reduce_sum([correct1, correct5, loss_sum, count, skipped], info)
     if count == 0:
         raise RuntimeError("the evaluation set yielded no readable images")
