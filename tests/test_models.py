@@ -84,7 +84,7 @@ def test_elm_attention_on_even_blocks_and_channel_doubling_by_concat():
     model = bnext.create_model("bnext_tiny", num_classes=10)
     assert [block.mixer.elm_attention for block in model.blocks[:4]] == [False, True, False, True]
     assert len(model.blocks[0].ffn) == 2 and len(model.blocks[2].ffn) == 1  # 32 -> 64 doubles by concat
-    fp_convs = [name for name, m in model.blocks.named_modules() if type(m) is torch.nn.Conv2d]
+    fp_convs = [name for name, m in model.blocks.named_modules() if isinstance(m, torch.nn.Conv2d)]
     assert fp_convs and all(".se.gate." in name for name in fp_convs)  # no fp 1x1 downsample conv
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
+from bnext.nn.small_map import SmallMapConv2d
 
 
 class PooledPointwise(nn.Module):
@@ -36,7 +37,8 @@ class PooledPointwise(nn.Module):
 
 
 def _pointwise(layer: nn.Module) -> nn.Module:
-    return PooledPointwise(layer) if type(layer) is nn.Conv2d and layer.kernel_size == (1, 1) else layer
+    plain = type(layer) in (nn.Conv2d, SmallMapConv2d)  # a quantized (PTQ) conv runs as it is
+    return PooledPointwise(layer) if plain and layer.kernel_size == (1, 1) else layer
 
 
 class FusedUnit(nn.Module):

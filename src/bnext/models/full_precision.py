@@ -8,16 +8,20 @@ from torch import nn
 from bnext.models.registry import register_model
 from bnext.models.resnet18_layout import ResNet18Layout
 from bnext.nn.baseline_blocks import fp_downsample
+from bnext.nn.small_map import SmallMapConv2d
 
 
 class BasicBlock(nn.Module):
-    """The ResNet basic block: 3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU."""
+    """The ResNet basic block: 3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU.
+
+    The convs run as matrix products on tiny maps (``SmallMapConv2d``): the last stage of a
+    small-image teacher works on 2x2 maps."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.conv1 = SmallMapConv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = SmallMapConv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.downsample = fp_downsample(in_channels, out_channels, stride)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from bnext.nn import small_map
 from bnext.nn.quantizers import weight_quantizer as make_weight_quantizer
 
 LATENT_CLIP = 1.5
@@ -60,7 +60,7 @@ class BinaryConv2d(nn.Module):
         if self.training and self.latent_clip is not None:
             with torch.no_grad():
                 self.weight.clamp_(-self.latent_clip, self.latent_clip)
-        return F.conv2d(x, self.binary_weight(), stride=self.stride, padding=self.padding)
+        return small_map.conv2d(x, self.binary_weight(), self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

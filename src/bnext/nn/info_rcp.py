@@ -10,6 +10,7 @@ from torch import nn
 from bnext.nn.binary_conv import BinaryConv2d
 from bnext.nn.quantizers import activation_quantizer
 from bnext.nn.sign import LearnableBias
+from bnext.nn.small_map import SmallMapConv2d
 
 
 class SqueezeExpand(nn.Module):
@@ -19,9 +20,9 @@ class SqueezeExpand(nn.Module):
         super().__init__()
         self.gate = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, channels // ratio, kernel_size=1),
+            SmallMapConv2d(channels, channels // ratio, kernel_size=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels // ratio, out_channels, kernel_size=1),
+            SmallMapConv2d(channels // ratio, out_channels, kernel_size=1),
         )
 
     @property

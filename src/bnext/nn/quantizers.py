@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +49,18 @@ class SwishSign(nn.Module):
         return f"beta={self.beta}"
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward ``binarize(latent)`` exactly; backward the gradient unchanged to ``latent``."""
+
+    @staticmethod
+    def forward(ctx: Any, latent: torch.Tensor, binarize: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return binarize(latent)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
 class TemperatureBinarizer(nn.Module):
     """Weight binarizer: ``clamp(w / T, -1, 1)``, exact ``sign(w)`` once ``T < sign_below``.
 
@@ -64,16 +77,20 @@ class TemperatureBinarizer(nn.Module):
         self.sign_below = sign_below
         self.scale = scale
 
-    def forward(self, latent: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    def binarize(self, latent: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        """The forward weight for ``latent`` at ``temperature`` (differentiable as written)."""
         # A tensor-valued choice (no Python branch on the buffer): no host sync per layer on
         # GPUs and no graph break under torch.compile.
         soft = (latent / temperature.clamp(min=1e-8)).clamp(-1, 1)
         binary = torch.where(temperature < self.sign_below, torch.sign(latent), soft)
         if self.scale == "mean_abs":
             binary = binary * latent.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
-        if self.training:
-            return (binary - latent).detach() + latent
         return binary
+
+    def forward(self, latent: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return _StraightThrough.apply(latent, lambda w: self.binarize(w, temperature))
+        return self.binarize(latent, temperature)
 
     def is_exact(self, temperature: torch.Tensor) -> bool:
         """True once the forward weight is exactly sign(w) (times the scale, if any)."""

@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
 
+class _SignWithSurrogateGradient(torch.autograd.Function):
+    """Forward exactly ``sign(x)``; backward ``grad * derivative(x)``.
+
+    One pass over ``x`` forward (the ``(sign(x) - s(x)).detach() + s(x)`` idiom takes four,
+    and rounds its +-1 by an ulp now and then) and a mask-and-multiply backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.derivative = derivative
+        return torch.sign(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad * ctx.derivative(x), None
+
+
 def sign_ste(x: torch.Tensor, clip: float = 1.5) -> torch.Tensor:
-    """Forward ``sign(x)``; backward the gradient of ``clamp(x, -clip, clip)``.
+    """Forward ``sign(x)``; backward the gradient of ``clamp(x, -clip, clip)`` (1 inside, 0 outside).
 
     ``torch.sign`` maps 0 to 0, as the authors' training code does. The packed
     runtime maps 0 to +1 (a bit has two states); with float inputs an exact zero
     after the learnable shift has probability ~0, and zero *padding* is corrected
     exactly in the runtime, so the two agree on real data.
     """
-    surrogate = x.clamp(-clip, clip)
-    return (torch.sign(x) - surrogate).detach() + surrogate
+    return _SignWithSurrogateGradient.apply(x, lambda v: v.abs() <= clip)
 
 
 def approx_sign_ste(x: torch.Tensor) -> torch.Tensor:
-    """Forward ``sign(x)``; backward the piecewise-quadratic ApproxSign of Bi-Real Net."""
-    quadratic = torch.where(x < 0, x * x + 2 * x, -x * x + 2 * x)
-    surrogate = torch.where(x.abs() >= 1, torch.sign(x), quadratic)
-    return (torch.sign(x) - surrogate).detach() + surrogate
+    """Forward ``sign(x)``; backward the piecewise-quadratic ApproxSign of Bi-Real Net (slope ``2 - 2|x|``)."""
+    return _SignWithSurrogateGradient.apply(x, lambda v: (2 - 2 * v.abs()).clamp(min=0))
 
 
 class LearnableBias(nn.Module):

@@ -70,7 +70,7 @@ class Trainer:
         torch.set_flush_denormal(True)
         self.data: DataBundle = build_data(config, self.info.rank, self.info.world, self.info.device)
         self.model = self._build_model()
-        self.optimizer = build_optimizer(self.model, self.cfg, self.info.device)
+        self.optimizer = build_optimizer(self.model, self.cfg)
         self.amp_dtype = choose_autocast(self.cfg["amp"], self.cfg["amp_dtype"], self.info.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.compile_mode = compile_mode(self.cfg, self.info.device, self.data.image_size)
