@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from bnext.errors import UserError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_SIZE = 28
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
     "Trouser",
@@ -86,9 +85,8 @@ def _find_idx(root: Path, stem: str) -> Path | None:
 def fashion_mnist(root: str | Path | None, train: bool, image_size: int = 32) -> ArraySplit:
     """Fashion-MNIST from IDX files (Debian's package or torchvision's layout), as 3-channel images.
 
-    The 28 px grey images are zero-padded to ``image_size`` (32 by default; 28 keeps
-    them as they are, a quarter less work per image; outside 28-36 px, padded to 32 and
-    resized) and repeated over three channels.
+    The 28 px grey images are zero-padded to 32 px (resized when ``image_size``
+    is not 32) and repeated over three channels.
     """
     root = Path(root) if root else DEBIAN_FASHION_MNIST
     prefix = "train" if train else "t10k"
@@ -102,12 +100,8 @@ def fashion_mnist(root: str | Path | None, train: bool, image_size: int = 32) ->
         )
     images = torch.from_numpy(_read_idx(image_file).copy()).unsqueeze(1)
     labels = torch.from_numpy(_read_idx(label_file).astype(np.int64))
-    if FASHION_MNIST_SIZE <= image_size <= FASHION_MNIST_SIZE + 8:
-        before = (image_size - FASHION_MNIST_SIZE) // 2
-        after = image_size - FASHION_MNIST_SIZE - before
-        images = F.pad(images, (before, after, before, after))
-    else:  # padded to 32 px, then resized
-        images = F.pad(images, (2, 2, 2, 2))
+    images = F.pad(images, (2, 2, 2, 2))
+    if image_size != 32:
         images = F.interpolate(images.float(), size=image_size, mode="bilinear").round().clamp(0, 255).byte()
     return ArraySplit(images.expand(-1, 3, -1, -1).contiguous(), labels, list(FASHION_MNIST_CLASSES))
 
