@@ -70,3 +70,13 @@ def test_binary_conv_on_a_one_pixel_map_is_exact_sign_conv():
     x = torch.sign(torch.randn(5, 8, 1, 1))
     expected = F.conv2d(x, torch.sign(conv.weight.detach()), padding=1)
     assert torch.equal(conv.eval()(x), expected)  # integer sums: exact in fp32 whatever the order
+
+
+def test_tables_built_under_inference_mode_serve_training_later():
+    x = torch.randn(2, 4, 2, 1)  # a map shape no other test uses, so its tap table is built here
+    weight = torch.randn(3, 4, 3, 3, requires_grad=True)
+    with torch.inference_mode():
+        conv2d(x, weight.detach(), 1, 1)  # e.g. a KD teacher's forward, or an evaluation, comes first
+    conv2d(x, weight, 1, 1).sum().backward()
+    expected = torch.autograd.grad(F.conv2d(x, weight, padding=1).sum(), weight)[0]
+    torch.testing.assert_close(weight.grad, expected)

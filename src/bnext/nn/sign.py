@@ -28,6 +28,12 @@ class _SignWithSurrogateGradient(torch.autograd.Function):
         return grad * ctx.derivative(x), None
 
 
+def _sign_with_gradient(x: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SignWithSurrogateGradient.apply(x, derivative)
+    return torch.sign(x)  # inference and export: a plain Sign op
+
+
 def sign_ste(x: torch.Tensor, clip: float = 1.5) -> torch.Tensor:
     """Forward ``sign(x)``; backward the gradient of ``clamp(x, -clip, clip)`` (1 inside, 0 outside).
 
@@ -36,12 +42,12 @@ def sign_ste(x: torch.Tensor, clip: float = 1.5) -> torch.Tensor:
     after the learnable shift has probability ~0, and zero *padding* is corrected
     exactly in the runtime, so the two agree on real data.
     """
-    return _SignWithSurrogateGradient.apply(x, lambda v: v.abs() <= clip)
+    return _sign_with_gradient(x, lambda v: v.abs() <= clip)
 
 
 def approx_sign_ste(x: torch.Tensor) -> torch.Tensor:
     """Forward ``sign(x)``; backward the piecewise-quadratic ApproxSign of Bi-Real Net (slope ``2 - 2|x|``)."""
-    return _SignWithSurrogateGradient.apply(x, lambda v: (2 - 2 * v.abs()).clamp(min=0))
+    return _sign_with_gradient(x, lambda v: (2 - 2 * v.abs()).clamp(min=0))
 
 
 class LearnableBias(nn.Module):

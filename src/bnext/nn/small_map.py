@@ -43,18 +43,20 @@ def _tap_table(
                     if 0 <= iy < height and 0 <= ix < width:
                         pairs[iy * width + ix, oy * out_w + ox] = ky * kernel + kx
     taps = sorted(set(pairs.values()))
-    table = torch.full((height * width, out_h * out_w), len(taps), dtype=torch.long)
-    for (p_in, p_out), tap in pairs.items():
-        table[p_in, p_out] = taps.index(tap)
-    return torch.tensor(taps), table, len(pairs) < table.numel()
+    with torch.inference_mode(False):  # cached: must also serve autograd when first built under inference mode
+        table = torch.full((height * width, out_h * out_w), len(taps), dtype=torch.long)
+        for (p_in, p_out), tap in pairs.items():
+            table[p_in, p_out] = taps.index(tap)
+        return torch.tensor(taps), table, len(pairs) < table.numel()
 
 
 def uses_dense(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """True when ``conv2d`` computes this conv as a matrix product: a tiny map on the CPU (GPU convs are left
-    to cuDNN, and to ``torch.compile``, which would otherwise trace the tap tables)."""
+    """True when ``conv2d`` computes this conv as a matrix product: a tiny map on the CPU in eager mode (GPU
+    convs are left to cuDNN; traced, compiled and exported graphs keep a plain Conv op)."""
     square = weight.shape[-1] == weight.shape[-2]
     tiny = x.dim() == 4 and x.shape[-1] * x.shape[-2] <= DENSE_MAX_PIXELS
-    return tiny and square and x.device.type == "cpu"
+    eager = not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+    return tiny and square and x.device.type == "cpu" and eager
 
 
 def dense_operator(weight: torch.Tensor, height: int, width: int, stride: int, padding: int) -> torch.Tensor:
