@@ -46,8 +46,17 @@ def _finished_teacher(path: Path, config: dict) -> dict | None:
     return payload if same_model and payload.get("epoch") == config["train"]["epochs"] else None
 
 
+def describe(config: dict) -> str:
+    """The model and schedule of a recipe in words, e.g. ``resnet18_fp (width 0.25), 3 epochs``."""
+    width = config["model"]["kwargs"].get("width_multiplier")
+    shape = f" (width {width})" if width else ""
+    train = config["train"]
+    return f"{config['model']['name']}{shape}, {train['epochs']} epochs of batch {train['batch_size']}"
+
+
 def train_teacher(output: Path, overrides: list[str]) -> tuple[Path, dict]:
     config = load_config("fashion_mnist/teacher", [f"output={output}", *overrides])
+    phase(1, f"fp teacher on Fashion-MNIST: {describe(config)}")
     last = output / "last.pt"
     payload = _finished_teacher(last, config)
     if payload is not None:
@@ -62,6 +71,7 @@ def train_teacher(output: Path, overrides: list[str]) -> tuple[Path, dict]:
 
 def train_student(output: Path, teacher: Path, overrides: list[str]) -> tuple[Trainer, dict, float]:
     config = load_config("fashion_mnist/default", [f"output={output}", f"distill.strong={teacher}", *overrides])
+    phase(2, f"BNext student distilled from the teacher: {describe(config)}")
     start = time.perf_counter()
     trainer = Trainer(config)
     record = trainer.fit()
@@ -94,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     device = init_distributed().device
     print(f"bnext demo on {describe_machine(device)}", flush=True)
-    phase(1, "fp teacher (resnet18_fp, half width) on Fashion-MNIST")
     teacher_path, teacher = train_teacher(out / "teacher", args.teacher_overrides)
-    phase(2, "BNext student (bnext_tiny, quarter width) distilled from the teacher")
     trainer, record, seconds = train_student(out / "student", teacher_path, args.overrides)
     cost = profile_model(trainer.model.cpu(), trainer.data.image_size)
     phase(3, "export to a packed 1-bit .bnx file, test accuracy and speed of the packed model (CPU)")

