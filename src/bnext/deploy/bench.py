@@ -65,17 +65,27 @@ def packed_from_model(model: nn.Module, name: str, kwargs: dict[str, Any], kerne
     return build_packed_model(packed_header(model, entries, card), entries, kernel_path)
 
 
-def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2) -> dict[str, float]:
-    """Median wall time of each call, the calls interleaved rep by rep."""
+def median_seconds(
+    calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, block: int = 1
+) -> dict[str, float]:
+    """Median wall time of each call, the calls interleaved rep by rep.
+
+    With ``block > 1`` each turn runs one call ``block`` times in a row, the first untimed: thread
+    pools spin for a while after a call and sleep after longer idling, so in one process a runtime
+    timed right after another would pay for the other's spinning pool or for waking its own.
+    """
     for _ in range(warmup):
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(reps):
+    for _ in range(max(1, reps // block)):
         for key, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[key].append(time.perf_counter() - start)
+            if block > 1:
+                call()
+            for _ in range(block):
+                start = time.perf_counter()
+                call()
+                times[key].append(time.perf_counter() - start)
     return {key: sorted(values)[len(values) // 2] for key, values in times.items()}
 
 
