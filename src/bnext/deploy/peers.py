@@ -12,6 +12,7 @@ Needs the optional ``bench`` extra (``pip install -e '.[bench]'``: onnx, onnxrun
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +34,11 @@ def _require(module: str):
 
 
 def export_onnx(model: nn.Module, path: str | Path, image_size: int, opset: int = 17) -> Path:
-    """``model`` (eval) as ONNX with a dynamic batch axis (TorchScript exporter: no onnxscript needed)."""
+    """A copy of ``model`` in eval mode as ONNX with a dynamic batch axis (TorchScript exporter: no onnxscript
+    needed); ``model`` itself is left as it is (mode, memory format)."""
     path = Path(path)
     example = torch.zeros(1, 3, image_size, image_size)
-    model = model.eval().to(memory_format=torch.contiguous_format)
+    model = copy.deepcopy(model).eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
         torch.onnx.export(
