@@ -65,9 +65,7 @@ def packed_from_model(model: nn.Module, name: str, kwargs: dict[str, Any], kerne
     return build_packed_model(packed_header(model, entries, card), entries, kernel_path)
 
 
-def median_seconds(
-    calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, block: int = 1
-) -> dict[str, float]:
+def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, block: int = 1) -> dict[str, float]:
     """Median wall time of each call, the calls interleaved rep by rep.
 
     With ``block > 1`` each turn runs one call ``block`` times in a row, the first untimed: thread
