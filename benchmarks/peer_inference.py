@@ -28,14 +28,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bnext import create_model
 from bnext.card import card_from_payload
 from bnext.deploy import peers
-from bnext.deploy.bench import binary_layer_inputs, median_seconds, packed_from_model, prebinarized_float_model, threads
+from bnext.deploy.bench import (
+    binary_conv_macs,
+    binary_layer_inputs,
+    median,
+    median_seconds,
+    packed_from_model,
+    prebinarized_float_model,
+    threads,
+    torch_conv_calls,
+)
 from bnext.deploy.kernels import resolved_path
 from bnext.distill.teachers import efficientnet_lite0
 from bnext.hardware import cpu_model, isa_summary
@@ -161,8 +168,7 @@ def time_layer(shape: tuple[int, ...], op, generator: torch.Generator, count: in
     (``openvino_call_ms``); torch fp32 conv2d on signs, the faster of channels_last and NCHW."""
     x = torch.randn(shape, generator=generator).contiguous(memory_format=torch.channels_last)
     signs = torch.sign(torch.randn(op.shape, generator=generator))
-    x_sign, array = torch.sign(x), x.contiguous().numpy()
-    x_nchw, weight_cl = x_sign.contiguous(), signs.contiguous(memory_format=torch.channels_last)
+    array = x.contiguous().numpy()
     openvino = peers.openvino_binary_layer(shape, signs.numpy(), op.stride, op.padding, count)
     node_ms: list[float] = []
 
@@ -170,19 +176,14 @@ def time_layer(shape: tuple[int, ...], op, generator: torch.Generator, count: in
         openvino(array)
         node_ms.append(openvino.node_ms(OPENVINO_KERNELS))
 
-    calls = {
-        "bnext_ms": lambda: op(x),
-        "openvino_call_ms": run_openvino,
-        "torch_cl_ms": lambda: F.conv2d(x_sign, weight_cl, stride=op.stride, padding=op.padding),
-        "torch_nchw_ms": lambda: F.conv2d(x_nchw, signs, stride=op.stride, padding=op.padding),
-    }
+    calls = {"bnext_ms": lambda: op(x), "openvino_call_ms": run_openvino, **torch_conv_calls(x, signs, op)}
     with threads(count), torch.inference_mode():
         ms = {key: 1e3 * value for key, value in median_seconds(calls, reps, block=BLOCK).items()}
     return {
         "bnext_ms": ms["bnext_ms"],
-        "openvino_ms": sorted(node_ms)[len(node_ms) // 2],
+        "openvino_ms": median(node_ms),
         "openvino_call_ms": ms["openvino_call_ms"],
-        "torch_ms": min(ms["torch_cl_ms"], ms["torch_nchw_ms"]),
+        "torch_ms": min(ms["torch_channels_last"], ms["torch_nchw"]),
     }
 
 
@@ -190,11 +191,10 @@ def time_layers(packed, reps: int) -> list[dict[str, Any]]:
     generator = torch.Generator().manual_seed(0)
     rows = []
     for shape, op, count in layer_shapes(packed):
-        out_h, out_w = ((size + 2 * op.padding - op.shape[2]) // op.stride + 1 for size in shape[2:])
         row: dict[str, Any] = {
             "shape": {"in": list(shape), "weight": list(op.shape), "stride": op.stride},
             "count": count,
-            "binary_macs": int(np.prod(op.shape)) * out_h * out_w,
+            "binary_macs": binary_conv_macs(shape, op),
             "bnext_ms": {},
             "openvino_ms": {},
             "openvino_call_ms": {},

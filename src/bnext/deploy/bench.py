@@ -84,7 +84,12 @@ def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int =
                 start = time.perf_counter()
                 call()
                 times[key].append(time.perf_counter() - start)
-    return {key: sorted(values)[len(values) // 2] for key, values in times.items()}
+    return {key: median(values) for key, values in times.items()}
+
+
+def median(values: list[float]) -> float:
+    """The upper median (no averaging: always one measured value)."""
+    return sorted(values)[len(values) // 2]
 
 
 @contextmanager
@@ -120,26 +125,34 @@ def binary_layer_inputs(packed: PackedModel, images: torch.Tensor) -> list[Layer
     return found
 
 
+def torch_conv_calls(x: torch.Tensor, signs: torch.Tensor, op: PackedBinaryConv) -> dict[str, Callable[[], Any]]:
+    """The PyTorch fp32 baseline of one binary conv: ``F.conv2d`` of sign(x) and the +-1 ``signs``, in
+    channels_last and in NCHW (the caller keeps the faster)."""
+    x_sign = torch.sign(x).contiguous(memory_format=torch.channels_last)
+    x_nchw, weight_cl = x_sign.contiguous(), signs.contiguous(memory_format=torch.channels_last)
+    return {
+        "torch_channels_last": lambda: F.conv2d(x_sign, weight_cl, stride=op.stride, padding=op.padding),
+        "torch_nchw": lambda: F.conv2d(x_nchw, signs, stride=op.stride, padding=op.padding),
+    }
+
+
+def binary_conv_macs(in_shape: tuple[int, ...], op: PackedBinaryConv) -> int:
+    """Binary multiply-accumulates of ``op`` on an input of ``in_shape`` (N, C, H, W)."""
+    out_channels, channels, kh, kw = op.shape
+    out_h = (in_shape[2] + 2 * op.padding - kh) // op.stride + 1
+    out_w = (in_shape[3] + 2 * op.padding - kw) // op.stride + 1
+    return in_shape[0] * out_h * out_w * out_channels * channels * kh * kw
+
+
 def time_layer(layer: LayerInput, generator: torch.Generator, reps: int) -> dict[str, Any]:
     """One binary conv: its packed op vs torch fp32 conv2d of the same shape (channels_last and NCHW)."""
     op = layer.op
     x = torch.randn(layer.shape, generator=generator).contiguous(memory_format=torch.channels_last)
     signs = torch.sign(torch.randn(op.shape, generator=generator))
-    x_sign, x_nchw = torch.sign(x), torch.sign(x).contiguous()
-    weight_cl = signs.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        seconds = median_seconds(
-            {
-                "torch_channels_last": lambda: F.conv2d(x_sign, weight_cl, stride=op.stride, padding=op.padding),
-                "torch_nchw": lambda: F.conv2d(x_nchw, signs, stride=op.stride, padding=op.padding),
-                "packed": lambda: op(x),
-            },
-            reps,
-        )
-    out_channels, channels, kh, kw = op.shape
-    out_h = (layer.shape[2] + 2 * op.padding - kh) // op.stride + 1
-    out_w = (layer.shape[3] + 2 * op.padding - kw) // op.stride + 1
-    macs = layer.shape[0] * out_h * out_w * out_channels * channels * kh * kw
+        seconds = median_seconds({**torch_conv_calls(x, signs, op), "packed": lambda: op(x)}, reps)
+    out_channels, channels, kh, _ = op.shape
+    macs = binary_conv_macs(layer.shape, op)
     best_torch = min(seconds["torch_channels_last"], seconds["torch_nchw"])
     return {
         "layer": layer.name,

@@ -78,14 +78,12 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int 
         return F.conv2d(x, weight, stride=stride, padding=padding)
     batch, _, height, width = x.shape
     kernel = weight.shape[-1]
-    if kernel == 1 and stride == 1 and padding == 0:  # a pointwise conv: one GEMM over all pixels
-        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-        out = (rows @ weight.flatten(1).t()).view(batch, height, width, -1).permute(0, 3, 1, 2)
-        return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
     out_h = _output_size(height, kernel, stride, padding)
     out_w = _output_size(width, kernel, stride, padding)
-    rows = x.permute(0, 2, 3, 1).reshape(batch, -1)  # free for channels_last input
-    out = rows @ dense_operator(weight, height, width, stride, padding)
+    if kernel == 1 and stride == 1 and padding == 0:  # a pointwise conv: one GEMM over all pixels
+        out = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) @ weight.flatten(1).t()
+    else:  # rows of (pixel, channel): free for channels_last input
+        out = x.permute(0, 2, 3, 1).reshape(batch, -1) @ dense_operator(weight, height, width, stride, padding)
     out = out.view(batch, out_h, out_w, -1).permute(0, 3, 1, 2)
     return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
