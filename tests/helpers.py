@@ -33,8 +33,8 @@ class InterruptAt:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.at_call:
             os.kill(os.getpid(), signal.SIGINT)
-        return self.inner(*args)
+        return self.inner(*args, **kwargs)

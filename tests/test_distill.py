@@ -8,6 +8,7 @@ import torch
 
 import bnext
 from bnext.cli import main
+from bnext.data.augment import normalize
 from bnext.distill import (
     KNOWN_TEACHERS,
     Teacher,
@@ -285,3 +286,55 @@ def test_kd_training_logs_schedule_and_resumes_mid_schedule(tmp_path, device):
     resumed.fit()
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def _kd_config(output, strong, **distill):
+    config = tiny_config(output, epochs=2)
+    config["data"]["augment"] = "none"
+    config["distill"].update(mode="kd", strong=strong, teacher_amp=False, **distill)
+    return config
+
+
+def test_tabulated_teacher_logits_equal_running_the_teacher(tmp_path):
+    """Without augmentation the teacher runs once over the training set; a step's lookup by sample
+    index gives the logits (and KD loss) that running the teacher on that batch gives."""
+    strong = _teacher_checkpoint(tmp_path, "strong", 0.25)
+    trainer = Trainer(_kd_config(tmp_path / "run", strong))
+    assert trainer.teachers_tabulated
+    criterion, loader = trainer.criterion, trainer.data.train
+    order = loader.epoch_order(1)
+    for index, (images, _, _) in enumerate(loader.epoch(1)):
+        ids = loader.batch_ids(order, index)
+        assert torch.equal(images, normalize(loader.split.images[ids], loader.mean, loader.std))  # ids name the batch
+        live = criterion.strong.logits(images, criterion.mean, criterion.std, amp=False)
+        student = torch.randn(len(ids), 4)
+        looked_up = criterion(student, None, images, 1, sample_ids=ids)
+        torch.testing.assert_close(looked_up, kd_loss(student, live), rtol=1e-5, atol=1e-6)
+
+
+def test_tabulated_teachers_resume_exactly(tmp_path):
+    strong = _teacher_checkpoint(tmp_path, "strong", 0.25)
+    straight = Trainer(_kd_config(tmp_path / "s", strong))
+    straight.fit()
+    first = Trainer(_kd_config(tmp_path / "r", strong))
+    first.criterion = InterruptAt(first.criterion, at_call=6 + 2)  # Ctrl-C in the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = Trainer(_kd_config(tmp_path / "r", strong))
+    resumed.resume(tmp_path / "r" / "last.pt")
+    resumed.fit()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_teachers_are_not_tabulated_when_augmentation_changes_the_images(tmp_path):
+    strong = _teacher_checkpoint(tmp_path, "strong", 0.25)
+    config = _kd_config(tmp_path / "run", strong)
+    config["data"]["augment"] = "cifar"
+    assert not Trainer(config).teachers_tabulated
+    config["distill"]["tabulate_teachers"] = True
+    with pytest.raises(UserError, match="data.augment=none"):
+        Trainer(config)
+    config["distill"]["tabulate_teachers"] = "sometimes"
+    with pytest.raises(UserError, match="auto, true or false"):
+        Trainer(config)

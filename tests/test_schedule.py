@@ -66,3 +66,24 @@ def test_temperature_schedule_paper_and_auto():
     assert temperature_at_epoch(4, short) >= EXACT_SIGN_BELOW > temperature_at_epoch(5, short)
     with pytest.raises(ValueError, match="temperature_decay"):
         temperature_at_epoch(1, recipe(temperature_decay=1.5))
+
+
+def test_lr_per_step_matches_timm_cosine_per_update():
+    """``train.lr_per_step``: the fractional-epoch lr equals timm's scheduler stepped per update."""
+    from timm.scheduler.cosine_lr import CosineLRScheduler
+
+    cfg, steps = recipe(epochs=6, warmup_epochs=1), 50
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg["lr"])
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=cfg["epochs"] * steps,
+        warmup_t=steps,
+        lr_min=1e-7,
+        warmup_lr_init=1e-5,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+    for update in (0, 7, 49, 50, 51, 173, 299, 349):
+        scheduler.step_update(update)
+        expected = optimizer.param_groups[0]["lr"]
+        assert lr_at_epoch(update / steps, cfg) == pytest.approx(expected, rel=1e-9), update

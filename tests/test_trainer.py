@@ -205,3 +205,17 @@ def test_per_step_temperature_is_continuous_and_ends_binary(tmp_path):
     trainer = Trainer(config)
     trainer.fit()
     assert float(trainer.model.blocks[0].mixer.binary_conv.temperature) < 1e-7
+
+
+def test_per_step_lr_follows_the_cosine_within_epochs(tmp_path):
+    from bnext.train.schedule import lr_at_epoch
+
+    config = tiny_config(tmp_path, epochs=2, warmup_epochs=0, lr_per_step=True)
+    trainer = Trainer(config)
+    seen = []
+    trainer.optimizer.register_step_pre_hook(lambda optimizer, *_: seen.append(optimizer.param_groups[0]["lr"]))
+    trainer.fit()
+    steps = len(trainer.data.train)
+    expected = [lr_at_epoch(epoch + index / steps, trainer.cfg) for epoch in range(2) for index in range(steps)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert len(set(seen)) == len(seen)  # a new lr every step, not one per epoch

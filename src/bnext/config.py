@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
         "clip_grad": 5.0,
         "temperature_decay": 0.9,  # per epoch; "auto" reaches exact sign by the end of a short run
         "temperature_per_step": False,  # decay smoothly within the epoch instead of at its boundary
+        "lr_per_step": False,  # follow the warmup + cosine within the epoch (timm's t_in_epochs=False) for short runs
         "bn_recalibration_batches": 0,  # re-estimate BatchNorm statistics on N train batches before eval
         "label_smoothing": 0.0,
         "device": "auto",  # auto (CUDA when present) | cpu | cuda
@@ -73,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
         "teacher_amp": True,  # teachers under autocast where the hardware runs it natively (as train.amp_dtype auto)
         "weighting": "instance",  # gap-sensitive weights: instance (paper Eq. 4) | authors_code (their script)
         "hard_label_weight": 0.0,  # alpha: loss = (1 - alpha) KD + alpha CE(labels); 0 = KD only (the paper)
+        # auto: when the training images do not change between epochs (in-memory data, no augmentation),
+        # run the teachers once over the training set and look their logits up per sample | true | false
+        "tabulate_teachers": "auto",
     },
     "output": "runs/default",
     "tensorboard": False,

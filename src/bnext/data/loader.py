@@ -93,21 +93,12 @@ class InMemoryLoader:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __len__(self) -> int:
-        count = len(
-            epoch_indices(
-                len(self.split),
-                0,
-                self.seed,
-                shuffle=self.train,
-                rank=self.rank,
-                world=self.world,
-                repeats=self.repeats,
-            )
-        )
+        count = len(self.epoch_order(0))
         return count // self.batch_size if self.train else -(-count // self.batch_size)
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        indices = epoch_indices(
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The split's sample indices in the order this rank reads them in ``epoch``."""
+        return epoch_indices(
             len(self.split),
             epoch,
             self.seed,
@@ -116,9 +107,27 @@ class InMemoryLoader:
             world=self.world,
             repeats=self.repeats,
         )
+
+    def batch_ids(self, order: torch.Tensor, batch: int) -> torch.Tensor:
+        """The sample indices of batch ``batch`` of an ``epoch_order``."""
+        return order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+    @property
+    def deterministic_images(self) -> bool:
+        """True when a sample's image is the same in every epoch (no random augmentation)."""
+        return not (self.train and self.augment)
+
+    def in_order(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The whole split, normalized and unaugmented, in index order (e.g. to tabulate a teacher's outputs)."""
+        mean, std = self.mean.to(self.device), self.std.to(self.device)
+        for begin in range(0, len(self.split), batch_size):
+            yield normalize(self.split.images[begin : begin + batch_size].to(self.device), mean, std)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        order = self.epoch_order(epoch)
         mean, std = self.mean.to(self.device), self.std.to(self.device)  # once per epoch, not per batch
         for batch in range(start_batch, len(self)):
-            chosen = indices[batch * self.batch_size : (batch + 1) * self.batch_size]
+            chosen = self.batch_ids(order, batch)
             images, labels = self.split.images[chosen], self.split.labels[chosen]
             if self.device.type == "cuda":
                 images = images.pin_memory().to(self.device, non_blocking=True)

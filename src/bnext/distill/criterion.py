@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -66,6 +67,29 @@ class DistillationLoss:
         self._strong_weight_sum: torch.Tensor | float = 0.0  # on the device: no host sync per step
         self._batches = 0
         self._checked = False
+        self._tables: dict[int, torch.Tensor] = {}  # id(teacher) -> its logits of every training sample
+
+    def tabulate_teachers(self, batches: Iterable[torch.Tensor]) -> int:
+        """Compute every teacher's logits once for all training samples, given in index order.
+
+        For data whose images do not change between epochs (no random augmentation),
+        each step then looks its teachers' logits up by sample index instead of running
+        the teachers: the same numbers, once instead of once per epoch. Returns the sample count.
+        """
+        teachers = [self.strong, *self.assistants]
+        outputs: list[list[torch.Tensor]] = [[] for _ in teachers]
+        for batch in batches:
+            for teacher, chunks in zip(teachers, outputs, strict=True):
+                chunks.append(teacher.logits(batch, self.mean, self.std, self.amp))
+        for teacher, chunks in zip(teachers, outputs, strict=True):
+            self._check_classes(teacher, chunks[0])
+            self._tables[id(teacher)] = torch.cat(chunks)
+        self._checked = True
+        return len(self._tables[id(self.strong)])
+
+    @property
+    def tabulated(self) -> bool:
+        return bool(self._tables)
 
     def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return images, labels
@@ -83,11 +107,23 @@ class DistillationLoss:
             "distill.strong=PATH/best.pt)",
         )
 
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor, epoch: int) -> torch.Tensor:
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        images: torch.Tensor,
+        epoch: int,
+        sample_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The KD loss of a batch; ``sample_ids`` (training-set indices) look tabulated teachers up."""
         teachers = self.active_teachers(epoch) if self.mode == "gap_sensitive" else [self.strong]
         teacher_logits = []
         for teacher in teachers:
-            out = teacher.logits(images, self.mean, self.std, self.amp)
+            if self._tables and sample_ids is not None:
+                table = self._tables[id(teacher)]
+                out = table[sample_ids.to(table.device)]
+            else:
+                out = teacher.logits(images, self.mean, self.std, self.amp)
             if not self._checked:
                 self._check_classes(teacher, out)
             teacher_logits.append(out)

@@ -38,11 +38,13 @@ def build_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), fused=True)
 
 
-def lr_at_epoch(epoch: int, cfg: dict[str, Any]) -> float:
-    """Learning rate of ``epoch``: linear warmup from ``warmup_lr``, then cosine towards ``min_lr``.
+def lr_at_epoch(epoch: float, cfg: dict[str, Any]) -> float:
+    """Learning rate at ``epoch``: linear warmup from ``warmup_lr``, then cosine towards ``min_lr``.
 
     As timm's CosineLRScheduler with ``warmup_prefix=True`` and ``t_initial=epochs``
     (the authors' set-up): the cosine spans ``epochs`` epochs *after* the warmup.
+    ``epoch`` is fractional with ``train.lr_per_step`` (a short run then decays smoothly
+    instead of in a few large steps).
     """
     lr, warmup = cfg["lr"], cfg["warmup_epochs"]
     if epoch < warmup:

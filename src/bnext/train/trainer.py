@@ -21,7 +21,9 @@ from tqdm import tqdm
 from bnext.card import ModelCard, card_from_payload, check_class_count
 from bnext.checkpoint import CheckpointError, check_compatible, read_checkpoint, save_checkpoint
 from bnext.data import DataBundle, build_data
-from bnext.distill import build_distillation
+from bnext.data.loader import InMemoryLoader
+from bnext.distill import DistillationLoss, build_distillation
+from bnext.errors import UserError
 from bnext.hardware import choose_autocast
 from bnext.models import create_model
 from bnext.nn import has_temperature, set_temperature
@@ -75,6 +77,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.compile_mode = compile_mode(self.cfg, self.info.device, self.data.image_size)
         self.criterion = criterion or self._build_criterion()
+        self.teachers_tabulated = self._tabulate_teachers()
         self.ema = WeightEMA(self.model, self.cfg["ema_decay"]) if self.cfg["ema_decay"] > 0 else None
         self.train_model: nn.Module = self.model
         if self.info.enabled:
@@ -96,6 +99,32 @@ class Trainer:
             self.config, self.data.num_classes, self.data.mean, self.data.std, self.info.device, self.compile_mode
         )
         return distill or ClassificationLoss(self.config["data"], self.cfg, self.data.num_classes)
+
+    def _tabulate_teachers(self) -> bool:
+        """Run KD teachers once over the training set when its images never change (``distill.tabulate_teachers``)."""
+        choice = self.config["distill"]["tabulate_teachers"]
+        if choice not in ("auto", True, False):
+            raise UserError(f"distill.tabulate_teachers must be auto, true or false, got {choice!r}")
+        if choice is False or not isinstance(self.criterion, DistillationLoss):
+            return False
+        train = self.data.train
+        if not (isinstance(train, InMemoryLoader) and train.deterministic_images):
+            if choice is True:
+                raise UserError(
+                    "distill.tabulate_teachers=true needs training images that are the same every epoch "
+                    "(an in-memory dataset with data.augment=none): set it to auto or false"
+                )
+            return False
+        started = time.perf_counter()
+        layout = torch.channels_last if self.cfg["channels_last"] else torch.contiguous_format
+        count = self.criterion.tabulate_teachers(b.contiguous(memory_format=layout) for b in train.in_order(256))
+        if self.info.is_main:
+            print(
+                f"teachers: logits of the {count} training images computed once in "
+                f"{time.perf_counter() - started:.0f} s (distill.tabulate_teachers)",
+                flush=True,
+            )
+        return True
 
     def _build_model(self) -> nn.Module:
         model_cfg = self.config["model"]
@@ -219,8 +248,7 @@ class Trainer:
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         lr = lr_at_epoch(epoch, cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self._set_lr(lr)
         temperature = temperature_at_epoch(epoch, cfg)
         set_temperature(self.model, temperature)
         started = time.perf_counter()
@@ -264,6 +292,10 @@ class Trainer:
         barrier(self.info)
         return record
 
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg, info = self.cfg, self.info
         start = self.start_batch if epoch == self.start_epoch else 0
@@ -283,14 +315,18 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (info.is_main and sys.stderr.isatty()),
         )
+        order = self.data.train.epoch_order(epoch) if self.teachers_tabulated else None
         tick = time.perf_counter()
         for index, (images, labels, skipped) in enumerate(self.data.train.epoch(epoch, start), start=start):
             data_done = time.perf_counter()
             if cfg["temperature_per_step"]:
                 set_temperature(self.model, temperature_at_epoch(epoch + index / total, cfg))
+            if cfg["lr_per_step"]:
+                self._set_lr(lr_at_epoch(epoch + index / total, cfg))
             sums["skipped"] += skipped
             if len(labels):
-                self._step(images, labels, epoch)
+                ids = self.data.train.batch_ids(order, index) if order is not None else None
+                self._step(images, labels, epoch, ids)
                 sums["seen"] += len(labels)
             now = time.perf_counter()
             sums["data_time"] += data_done - tick
@@ -330,7 +366,7 @@ class Trainer:
             )
         return {**sums, "loss": sums["loss"] + loss, "correct": sums["correct"] + correct}
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> None:
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, ids: torch.Tensor | None = None) -> None:
         device = self.info.device
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -341,7 +377,8 @@ class Trainer:
         context = torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with context:
             logits = self.train_model(inputs)
-        loss = self.criterion(logits.float(), targets, inputs, epoch)
+        lookup = {} if ids is None else {"sample_ids": ids}  # tabulated teachers: logits by sample index
+        loss = self.criterion(logits.float(), targets, inputs, epoch, **lookup)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
