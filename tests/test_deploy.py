@@ -13,6 +13,7 @@ from bnext.checkpoint import read_checkpoint
 from bnext.cli import main
 from bnext.deploy import export_checkpoint, kernels, load
 from bnext.deploy.export import packed_entries
+from bnext.deploy.fused_unit import FusedUnit
 from bnext.deploy.packing import (
     border_sums,
     kernel_panels,
@@ -244,3 +245,25 @@ def test_packed_runtime_matches_module_ablations(model_name, kwargs):
         expected = model(images)
     logits = packed_from_model(model, model_name, kwargs)(images)
     assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
+
+
+@pytest.mark.parametrize("model_name", ["bnext_tiny", "bnext18"])
+def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_checkpoint):
+    """bitkernels' unit_tail (gate, BN2, ELM product, residual in one call) against the same tail in torch ops,
+    for every unit kind of the model: plain and ELM-Attention, stride 1 and 2, batch 3, non-square maps."""
+    kernel_module("portable")
+    packed = load(export_checkpoint(trained_checkpoint(model_name), tmp_path / "m.bnx").path)
+    units = [m for m in packed.modules() if isinstance(m, FusedUnit)]
+    assert units and all(unit.native_gate is not None for unit in units)
+    generator = torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        for unit in units:
+            x = torch.randn(3, unit.conv.shape[1], 6, 10, generator=generator)  # 3x5 after stride 2
+            x = x.contiguous(memory_format=torch.channels_last)
+            native = unit(x)
+            gate, unit.native_gate = unit.native_gate, None
+            expected = unit(x)
+            unit.native_gate = gate
+            torch.testing.assert_close(native, expected, rtol=1e-5, atol=1e-5)
+    kinds = {(unit.elm_attention, unit.recoupling) for unit in units}
+    assert kinds == {(False, True), (True, True)}, kinds  # plain and ELM-Attention units, both with Info-RCP

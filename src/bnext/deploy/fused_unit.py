@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnext.deploy import kernels
 from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 from bnext.nn.small_map import SmallMapConv2d
@@ -34,6 +35,11 @@ class PooledPointwise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.flatten(1), self.weight, self.bias)[:, :, None, None]
+
+    def matrix_and_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(out, in) weight and (out,) bias (zeros when the conv has none)."""
+        bias = self.bias if self.bias is not None else self.weight.new_zeros(self.weight.shape[0])
+        return self.weight, bias
 
 
 def _pointwise(layer: nn.Module) -> nn.Module:
@@ -62,6 +68,19 @@ class FusedUnit(nn.Module):
         scale, shift = fold_batchnorm(tail.norm)
         self.register_buffer("norm_scale", scale[None, :, None, None])
         self.register_buffer("norm_shift", shift[None, :, None, None])
+        # The same tail as one C++ call (bitkernels' unit_tail) when the gate's S / E are plain matrices.
+        self.native_gate = self._native_gate()
+        normalized = self.recoupling or self.elm_attention  # a plain unit without Info-RCP has no second BN
+        self.register_buffer("tail_scale", scale if normalized else torch.ones_like(scale))
+        self.register_buffer("tail_shift", shift if normalized else torch.zeros_like(shift))
+
+    def _native_gate(self) -> list[torch.Tensor] | None:
+        """{mix, S, bs, E, be} for ``unit_tail``; [] without a gate; None when S / E are quantized layers."""
+        if not self.recoupling:
+            return []
+        if not (isinstance(self.squeeze, PooledPointwise) and isinstance(self.expand, PooledPointwise)):
+            return None
+        return [self.mix, *self.squeeze.matrix_and_bias(), *self.expand.matrix_and_bias()]
 
     def gate(self, source: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The Info-RCP gate from the means of ``source`` and ``y`` (shape N, C, 1, 1)."""
@@ -70,6 +89,14 @@ class FusedUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
+        ext = kernels.extension()
+        if self.native_gate is not None and ext is not None and y.device.type == "cpu":
+            residual = self.shortcut(self.activation1(x) if self.elm_attention else x)
+            source = self.shortcut(x) if self.elm_attention and not self.mix_with_residual else residual
+            return ext.unit_tail(
+                y.float(), residual.float(), source.float(), self.native_gate, self.tail_scale, self.tail_shift,
+                self.elm_attention,
+            )  # fmt: skip
         if self.elm_attention:
             residual = self.shortcut(self.activation1(x))
             if self.recoupling:

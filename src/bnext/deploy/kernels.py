@@ -20,14 +20,14 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "bitkernels.cpp"
+SOURCES = [Path(__file__).resolve().parent / "csrc" / name for name in ("bitkernels.cpp", "unit_tail.cpp")]
 PATH_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
 AUTO = -1
 
 
 def _cache_dir() -> Path:
     root = Path(os.environ.get("BNEXT_KERNEL_CACHE", Path.home() / ".cache" / "bnext" / "kernels"))
-    digest = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + torch.__version__.encode()).hexdigest()[:16]
     folder = root / digest
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -46,7 +46,7 @@ def extension() -> ModuleType | None:
 
         return load(
             name="bnext_bitkernels",
-            sources=[str(SOURCE)],
+            sources=[str(p) for p in SOURCES],
             build_directory=str(_cache_dir()),
             extra_cflags=["-O3", "-fopenmp"],
             extra_ldflags=["-fopenmp"],

@@ -398,14 +398,17 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
               for (int64_t o = 0; o < padded; ++o) table[id * padded + o] += sums[o * taps + ky * kernel_w + kx];
       }
     }
-    // Bit im2col at 32-bit granularity: each tap contributes ceil(C/32) words; out-of-image taps stay 0 (+1).
-    columns.assign(m_rows * kw, 0);
+    // Bit im2col at 32-bit granularity: each tap contributes ceil(C/32) words; out-of-image taps are 0 (+1).
+    // Every slot of a row is written here (no separate clearing pass), with plain word loops
+    // instead of a memcpy call per tap (c32 is 1 word for the thin 32-channel layers).
+    columns.resize(m_rows * kw);
     row_pattern.resize(m_rows);
     // Plain pointers for the workers: inside the lambda the thread_local names would be theirs.
     uint64_t* column_data = columns.data();
     int32_t* pattern_of_row = row_pattern.data();
     const auto* in32 = reinterpret_cast<const uint32_t*>(in);
     const int64_t pixel32 = pixel_words * 2;
+    const int64_t used32 = taps * c32;
     at::parallel_for(0, m_rows, 64, [&](int64_t begin, int64_t end) {
       for (int64_t m = begin; m < end; ++m) {
         const int64_t b = m / (oh * ow), y = m / ow % oh, x = m % ow;
@@ -413,13 +416,19 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
         auto* row = reinterpret_cast<uint32_t*>(column_data + m * kw);
         for (int64_t ky = 0; ky < kernel_h; ++ky) {
           const int64_t iy = y * stride - padding + ky;
-          if (iy < 0 || iy >= h) continue;
+          const bool row_inside = iy >= 0 && iy < h;
           for (int64_t kx = 0; kx < kernel_w; ++kx) {
             const int64_t ix = x * stride - padding + kx;
-            if (ix < 0 || ix >= w) continue;
-            std::memcpy(row + (ky * kernel_w + kx) * c32, in32 + ((b * h + iy) * w + ix) * pixel32, c32 * 4);
+            uint32_t* dst = row + (ky * kernel_w + kx) * c32;
+            if (row_inside && ix >= 0 && ix < w) {
+              const uint32_t* src = in32 + ((b * h + iy) * w + ix) * pixel32;
+              for (int64_t i = 0; i < c32; ++i) dst[i] = src[i];
+            } else {
+              for (int64_t i = 0; i < c32; ++i) dst[i] = 0;
+            }
           }
         }
+        if (used32 < 2 * kw) row[used32] = 0;  // the half word that rounds K up to 64 bits
       }
     });
   }
@@ -453,7 +462,12 @@ std::vector<int64_t> supported_paths() {
   return paths;
 }
 
+// unit_tail.cpp
+torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
+                        torch::Tensor scale, torch::Tensor shift, bool elm);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("unit_tail", &unit_tail, "a BNext unit's gate, second BatchNorm, ELM product and residual in two passes");
   m.def("pack_activations", &pack_activations, "sign(x + bias) packed along channels (bit set = negative)");
   m.def("binary_conv", &binary_conv, "XNOR/popcount conv with border correction and fused epilogue");
   m.def("supported_paths", &supported_paths, "kernel paths this CPU can run: 0 portable, 1 AVX2, 2 AVX-512");

@@ -1,0 +1,110 @@
+// The fp tail of a BNext unit in one call: Info-RCP gate, second BatchNorm, ELM product and residual.
+//
+// After the packed conv gives y (BN1 + PReLU applied), a unit computes
+//   g[n][c]  = sigmoid(E relu(S pooled[n] + bs) + be)[c],  pooled = s * mean_hw(source) + (1 - s) * mean_hw(y)
+//   out      = residual + shift + scale * g * y * (elm ? residual : 1)
+// (g = 1 without a gate; scale = 1, shift = 0 for a plain unit without Info-RCP). Done as two passes over
+// memory (the means, then the output) instead of about a dozen torch ops, each a pass and a dispatch.
+// All activations are float NHWC (channels_last); the gate's S / E are plain matrices.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+// Per-sample channel means of a [N, P, C] tensor (P pixels), summed over pixel blocks in parallel.
+std::vector<float> channel_means(const float* x, int64_t n, int64_t pixels, int64_t channels) {
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), pixels / 16));
+  std::vector<double> partial(n * blocks * channels, 0.0);
+  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> sums(channels);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t sample = t / blocks, block = t % blocks;
+      const int64_t p0 = pixels * block / blocks, p1 = pixels * (block + 1) / blocks;
+      std::fill(sums.begin(), sums.end(), 0.0f);
+      const float* base = x + sample * pixels * channels;
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* pixel = base + p * channels;
+        for (int64_t c = 0; c < channels; ++c) sums[c] += pixel[c];
+      }
+      std::copy(sums.begin(), sums.end(), partial.begin() + t * channels);
+    }
+  });
+  std::vector<float> means(n * channels, 0.0f);
+  for (int64_t sample = 0; sample < n; ++sample)
+    for (int64_t c = 0; c < channels; ++c) {
+      double total = 0.0;
+      for (int64_t block = 0; block < blocks; ++block) total += partial[(sample * blocks + block) * channels + c];
+      means[sample * channels + c] = static_cast<float>(total / pixels);
+    }
+  return means;
+}
+
+const float* nhwc(const torch::Tensor& t) { return t.data_ptr<float>(); }
+
+}  // namespace
+
+// y, residual, source: float [N, C, H, W] in channels_last memory. gate: {mix [C], S [Cr, C], bs [Cr], E [C, Cr],
+// be [C]} or empty (no Info-RCP). scale, shift: [C]. Returns float [N, C, H, W] channels_last.
+torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
+                        torch::Tensor scale, torch::Tensor shift, bool elm) {
+  TORCH_CHECK(y.dim() == 4 && y.scalar_type() == torch::kFloat, "unit_tail expects float NCHW tensors");
+  TORCH_CHECK(y.sizes() == residual.sizes() && y.sizes() == source.sizes(), "y, residual and source differ in shape");
+  TORCH_CHECK(gate.empty() || gate.size() == 5, "gate is {mix, S, bs, E, be} or empty");
+  const auto layout = at::MemoryFormat::ChannelsLast;
+  y = y.contiguous(layout);
+  residual = residual.contiguous(layout);
+  source = source.contiguous(layout);
+  const int64_t n = y.size(0), channels = y.size(1), pixels = y.size(2) * y.size(3);
+  std::vector<float> coefficient(n * channels);
+  const auto scale_c = scale.contiguous(), shift_c = shift.contiguous();
+  const float* a = scale_c.data_ptr<float>();
+  if (gate.empty()) {
+    for (int64_t i = 0; i < n * channels; ++i) coefficient[i] = a[i % channels];
+  } else {
+    for (auto& t : gate) t = t.contiguous();
+    const float* mix = gate[0].data_ptr<float>();
+    const float *squeeze = gate[1].data_ptr<float>(), *squeeze_bias = gate[2].data_ptr<float>();
+    const float *expand = gate[3].data_ptr<float>(), *expand_bias = gate[4].data_ptr<float>();
+    const int64_t hidden = gate[1].size(0);
+    TORCH_CHECK(gate[1].size(1) == channels && gate[3].size(0) == channels && gate[3].size(1) == hidden,
+                "gate matrices do not match the channel count");
+    const auto mean_y = channel_means(nhwc(y), n, pixels, channels);
+    const auto mean_s = channel_means(nhwc(source), n, pixels, channels);
+    std::vector<float> pooled(channels), inner(hidden);
+    for (int64_t sample = 0; sample < n; ++sample) {
+      for (int64_t c = 0; c < channels; ++c)
+        pooled[c] = mix[c] * mean_s[sample * channels + c] + (1.0f - mix[c]) * mean_y[sample * channels + c];
+      for (int64_t j = 0; j < hidden; ++j) {
+        float v = squeeze_bias[j];
+        for (int64_t c = 0; c < channels; ++c) v += squeeze[j * channels + c] * pooled[c];
+        inner[j] = std::max(v, 0.0f);
+      }
+      for (int64_t c = 0; c < channels; ++c) {
+        float v = expand_bias[c];
+        for (int64_t j = 0; j < hidden; ++j) v += expand[c * hidden + j] * inner[j];
+        coefficient[sample * channels + c] = a[c] / (1.0f + std::exp(-v));
+      }
+    }
+  }
+  auto out = torch::empty_like(y, y.options().memory_format(layout));
+  const float *yp = nhwc(y), *rp = nhwc(residual), *b = shift_c.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n * pixels, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const float* k = coefficient.data() + (p / pixels) * channels;
+      const float *yv = yp + p * channels, *rv = rp + p * channels;
+      float* ov = op + p * channels;
+      if (elm) {
+        for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + b[c] + k[c] * (yv[c] * rv[c]);
+      } else {
+        for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + b[c] + k[c] * yv[c];
+      }
+    }
+  });
+  return out;
+}
