@@ -13,7 +13,7 @@ from bnext.checkpoint import read_checkpoint
 from bnext.cli import main
 from bnext.deploy import export_checkpoint, kernels, load
 from bnext.deploy.export import packed_entries
-from bnext.deploy.fused_unit import FusedUnit
+from bnext.deploy.fused_unit import FusedBlock, FusedUnit
 from bnext.deploy.packing import (
     border_sums,
     kernel_panels,
@@ -267,3 +267,21 @@ def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_ch
             torch.testing.assert_close(native, expected, rtol=1e-5, atol=1e-5)
     kinds = {(unit.elm_attention, unit.recoupling) for unit in units}
     assert kinds == {(False, True), (True, True)}, kinds  # plain and ELM-Attention units, both with Info-RCP
+
+
+def test_fused_blocks_write_the_concatenation_in_place(tmp_path, trained_checkpoint):
+    """A channel-doubling BNext block's FFN units write their halves of the output: equal to torch.cat."""
+    kernel_module("portable")
+    packed = load(export_checkpoint(trained_checkpoint("bnext_tiny"), tmp_path / "m.bnx").path)
+    blocks = [m for m in packed.modules() if isinstance(m, FusedBlock) and len(m.ffn) > 1]
+    assert blocks
+    generator = torch.Generator().manual_seed(6)
+    with torch.inference_mode():
+        for block in blocks:
+            x = torch.randn(2, block.mixer.conv.shape[1], 6, 10, generator=generator)
+            x = x.contiguous(memory_format=torch.channels_last)
+            mixed = block.mixer(x)
+            expected = torch.cat([unit(mixed) for unit in block.ffn], dim=1)
+            out = block(x)
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(out, expected)

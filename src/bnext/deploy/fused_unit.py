@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnext.deploy import kernels
+from bnext.nn.blocks import BNextBlock
 from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 from bnext.nn.small_map import SmallMapConv2d
@@ -87,16 +88,22 @@ class FusedUnit(nn.Module):
         pooled = self.mix * source.mean((2, 3)) + (1 - self.mix) * y.mean((2, 3))
         return torch.sigmoid(self.expand(F.relu(self.squeeze(pooled[:, :, None, None]))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def native(self, x: torch.Tensor) -> bool:
+        """Whether the tail runs as the one C++ call for this input."""
+        return self.native_gate is not None and x.device.type == "cpu" and kernels.extension() is not None
+
+    def forward(self, x: torch.Tensor, into: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+        """The unit's output; with ``into`` (native tail only) written to its channels ``offset:offset + C``."""
         y = self.conv(x)
-        ext = kernels.extension()
-        if self.native_gate is not None and ext is not None and y.device.type == "cpu":
+        if self.native(y):
             residual = self.shortcut(self.activation1(x) if self.elm_attention else x)
             source = self.shortcut(x) if self.elm_attention and not self.mix_with_residual else residual
-            return ext.unit_tail(
+            return kernels.extension().unit_tail(
                 y.float(), residual.float(), source.float(), self.native_gate, self.tail_scale, self.tail_shift,
-                self.elm_attention,
+                self.elm_attention, into, offset,
             )  # fmt: skip
+        if into is not None:
+            raise ValueError("writing into a shared output needs the native tail (C++ kernels on the CPU)")
         if self.elm_attention:
             residual = self.shortcut(self.activation1(x))
             if self.recoupling:
@@ -108,9 +115,34 @@ class FusedUnit(nn.Module):
         return torch.addcmul(residual + self.norm_shift, y, self.norm_scale * self.gate(residual, y))
 
 
+class FusedBlock(nn.Module):
+    """Eval forward of a :class:`BNextBlock` whose FFN units write their channel ranges of the concatenated
+    output themselves (no ``torch.cat`` copy) when their tails run natively."""
+
+    def __init__(self, block: BNextBlock) -> None:
+        super().__init__()
+        self.mixer, self.ffn = block.mixer, block.ffn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mixer(x)
+        if len(self.ffn) == 1 or not all(isinstance(unit, FusedUnit) and unit.native(x) for unit in self.ffn):
+            return torch.cat([unit(x) for unit in self.ffn], dim=1)
+        channels = x.shape[1]
+        shape = (x.shape[0], channels * len(self.ffn), *x.shape[2:])
+        out = torch.empty(shape, dtype=torch.float32, device=x.device, memory_format=torch.channels_last)
+        for index, unit in enumerate(self.ffn):
+            unit(x, into=out, offset=index * channels)
+        return out
+
+
 def fuse_units(model: nn.Module) -> None:
-    """Replace every BinaryUnit of a loaded packed model (in place) by its :class:`FusedUnit`."""
+    """Replace every BinaryUnit of a loaded packed model (in place) by its :class:`FusedUnit`, and every
+    BNextBlock by a :class:`FusedBlock`."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, BinaryUnit):
                 setattr(module, name, FusedUnit(child))
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, BNextBlock):
+                setattr(module, name, FusedBlock(child))

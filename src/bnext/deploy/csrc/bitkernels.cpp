@@ -146,7 +146,15 @@ __attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int
     const int64_t o = panel * kPanel + 16 * half;
     if (o >= g.out_channels) break;
     __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
-    for (int64_t k0 = 0; k0 < g.kw; k0 += kByteSteps) {
+    if (g.kw == 1) {  // <= 64 input channels of a 1x1 conv: one step, no byte accumulation needed
+      const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[0]));
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 * half + 4 * j));
+        total[j] = _mm256_sad_epu8(nibble_counts(_mm256_xor_si256(av, bv), table, low), zero);
+      }
+    }
+    for (int64_t k0 = 0; k0 < g.kw && g.kw > 1; k0 += kByteSteps) {
       const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
       __m256i bytes[4] = {zero, zero, zero, zero};
       for (int64_t k = k0; k < k_end; ++k) {
@@ -464,10 +472,13 @@ std::vector<int64_t> supported_paths() {
 
 // unit_tail.cpp
 torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
-                        torch::Tensor scale, torch::Tensor shift, bool elm);
+                        torch::Tensor scale, torch::Tensor shift, bool elm, c10::optional<torch::Tensor> into,
+                        int64_t offset);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("unit_tail", &unit_tail, "a BNext unit's gate, second BatchNorm, ELM product and residual in two passes");
+  m.def("unit_tail", &unit_tail, "a BNext unit's gate, second BatchNorm, ELM product and residual in two passes",
+        py::arg("y"), py::arg("residual"), py::arg("source"), py::arg("gate"), py::arg("scale"), py::arg("shift"),
+        py::arg("elm"), py::arg("into") = py::none(), py::arg("offset") = 0);
   m.def("pack_activations", &pack_activations, "sign(x + bias) packed along channels (bit set = negative)");
   m.def("binary_conv", &binary_conv, "XNOR/popcount conv with border correction and fused epilogue");
   m.def("supported_paths", &supported_paths, "kernel paths this CPU can run: 0 portable, 1 AVX2, 2 AVX-512");

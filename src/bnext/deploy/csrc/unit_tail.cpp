@@ -49,9 +49,12 @@ const float* nhwc(const torch::Tensor& t) { return t.data_ptr<float>(); }
 }  // namespace
 
 // y, residual, source: float [N, C, H, W] in channels_last memory. gate: {mix [C], S [Cr, C], bs [Cr], E [C, Cr],
-// be [C]} or empty (no Info-RCP). scale, shift: [C]. Returns float [N, C, H, W] channels_last.
+// be [C]} or empty (no Info-RCP). scale, shift: [C]. Returns float [N, C, H, W] channels_last, or, given ``into``
+// (float [N, C', H, W] channels_last), writes channels [offset, offset + C) of it and returns it: a block's
+// concatenation of unit outputs without a copy.
 torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
-                        torch::Tensor scale, torch::Tensor shift, bool elm) {
+                        torch::Tensor scale, torch::Tensor shift, bool elm, c10::optional<torch::Tensor> into,
+                        int64_t offset) {
   TORCH_CHECK(y.dim() == 4 && y.scalar_type() == torch::kFloat, "unit_tail expects float NCHW tensors");
   TORCH_CHECK(y.sizes() == residual.sizes() && y.sizes() == source.sizes(), "y, residual and source differ in shape");
   TORCH_CHECK(gate.empty() || gate.size() == 5, "gate is {mix, S, bs, E, be} or empty");
@@ -91,14 +94,27 @@ torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor s
       }
     }
   }
-  auto out = torch::empty_like(y, y.options().memory_format(layout));
+  torch::Tensor out;
+  int64_t out_channels = channels;
+  if (into.has_value()) {
+    out = *into;
+    TORCH_CHECK(out.dim() == 4 && out.scalar_type() == torch::kFloat && out.is_contiguous(layout),
+                "into must be a float channels_last tensor");
+    TORCH_CHECK(out.size(0) == n && out.size(2) == y.size(2) && out.size(3) == y.size(3) && offset >= 0 &&
+                    offset + channels <= out.size(1),
+                "into has no room for channels [", offset, ", ", offset + channels, ") of this shape");
+    out_channels = out.size(1);
+  } else {
+    out = torch::empty_like(y, y.options().memory_format(layout));
+    offset = 0;
+  }
   const float *yp = nhwc(y), *rp = nhwc(residual), *b = shift_c.data_ptr<float>();
-  float* op = out.data_ptr<float>();
+  float* op = out.data_ptr<float>() + offset;
   at::parallel_for(0, n * pixels, 256, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const float* k = coefficient.data() + (p / pixels) * channels;
       const float *yv = yp + p * channels, *rv = rp + p * channels;
-      float* ov = op + p * channels;
+      float* ov = op + p * out_channels;
       if (elm) {
         for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + b[c] + k[c] * (yv[c] * rv[c]);
       } else {
