@@ -10,7 +10,10 @@ already applies BN1 and PReLU):
   one ``addcmul`` instead of a multiply, a BatchNorm and an add.
 * ELM-Attention unit: ``BN2(y * r) + r`` with ``r = shortcut(PReLU(x))``.
 
-Quantized S / E layers (PTQ) are called as they are, on the pooled vector.
+Quantized S / E layers (PTQ) are called as they are, on the pooled vector. Otherwise, on the CPU
+with the C++ kernels, the whole tail is one call (``unit_tail`` in ``csrc/unit_tail.cpp``: the two
+means, then one pass writing the output), and a channel-doubling block's FFN units write their
+channel ranges of the block output directly (:class:`FusedBlock`, no concatenation copy).
 """
 
 from __future__ import annotations
