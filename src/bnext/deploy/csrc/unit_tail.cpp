@@ -16,6 +16,33 @@
 
 namespace {
 
+// The per-pixel loops are compiled twice, for AVX2 and for any x86-64, and the loader picks the clone
+// the CPU runs (GCC function multiversioning): the extension's flags themselves assume no ISA.
+#define BNEXT_CLONES __attribute__((target_clones("avx2", "default")))
+
+BNEXT_CLONES void add_pixels(const float* x, int64_t p0, int64_t p1, int64_t channels, float* sums) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* pixel = x + p * channels;
+    for (int64_t c = 0; c < channels; ++c) sums[c] += pixel[c];
+  }
+}
+
+// out[p] = r[p] + shift + k * y[p] (* r[p] with elm) for pixels [p0, p1); k is per sample of ``pixels`` pixels.
+BNEXT_CLONES void tail_pixels(const float* y, const float* r, const float* k, const float* shift, float* out,
+                              int64_t p0, int64_t p1, int64_t pixels, int64_t channels, int64_t out_channels,
+                              bool elm) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* kv = k + (p / pixels) * channels;
+    const float *yv = y + p * channels, *rv = r + p * channels;
+    float* ov = out + p * out_channels;
+    if (elm) {
+      for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + shift[c] + kv[c] * (yv[c] * rv[c]);
+    } else {
+      for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + shift[c] + kv[c] * yv[c];
+    }
+  }
+}
+
 // Per-sample channel means of a [N, P, C] tensor (P pixels), summed over pixel blocks in parallel.
 std::vector<float> channel_means(const float* x, int64_t n, int64_t pixels, int64_t channels) {
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), pixels / 16));
@@ -26,11 +53,7 @@ std::vector<float> channel_means(const float* x, int64_t n, int64_t pixels, int6
       const int64_t sample = t / blocks, block = t % blocks;
       const int64_t p0 = pixels * block / blocks, p1 = pixels * (block + 1) / blocks;
       std::fill(sums.begin(), sums.end(), 0.0f);
-      const float* base = x + sample * pixels * channels;
-      for (int64_t p = p0; p < p1; ++p) {
-        const float* pixel = base + p * channels;
-        for (int64_t c = 0; c < channels; ++c) sums[c] += pixel[c];
-      }
+      add_pixels(x + sample * pixels * channels, p0, p1, channels, sums.data());
       std::copy(sums.begin(), sums.end(), partial.begin() + t * channels);
     }
   });
@@ -111,16 +134,7 @@ torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor s
   const float *yp = nhwc(y), *rp = nhwc(residual), *b = shift_c.data_ptr<float>();
   float* op = out.data_ptr<float>() + offset;
   at::parallel_for(0, n * pixels, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const float* k = coefficient.data() + (p / pixels) * channels;
-      const float *yv = yp + p * channels, *rv = rp + p * channels;
-      float* ov = op + p * out_channels;
-      if (elm) {
-        for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + b[c] + k[c] * (yv[c] * rv[c]);
-      } else {
-        for (int64_t c = 0; c < channels; ++c) ov[c] = rv[c] + b[c] + k[c] * yv[c];
-      }
-    }
+    tail_pixels(yp, rp, coefficient.data(), b, op, begin, end, pixels, channels, out_channels, elm);
   });
   return out;
 }
