@@ -79,12 +79,13 @@ class FusedUnit(nn.Module):
         self.register_buffer("tail_shift", shift if normalized else torch.zeros_like(shift))
 
     def _native_gate(self) -> list[torch.Tensor] | None:
-        """{mix, S, bs, E, be} for ``unit_tail``; [] without a gate; None when S / E are quantized layers."""
+        """{mix, S^T, bs, E^T, be} for ``unit_tail``; [] without a gate; None when S / E are quantized layers."""
         if not self.recoupling:
             return []
         if not (isinstance(self.squeeze, PooledPointwise) and isinstance(self.expand, PooledPointwise)):
             return None
-        return [self.mix, *self.squeeze.matrix_and_bias(), *self.expand.matrix_and_bias()]
+        (squeeze, squeeze_bias), (expand, expand_bias) = self.squeeze.matrix_and_bias(), self.expand.matrix_and_bias()
+        return [self.mix, squeeze.t().contiguous(), squeeze_bias, expand.t().contiguous(), expand_bias]
 
     def gate(self, source: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The Info-RCP gate from the means of ``source`` and ``y`` (shape N, C, 1, 1)."""

@@ -43,6 +43,18 @@ BNEXT_CLONES void tail_pixels(const float* y, const float* r, const float* k, co
   }
 }
 
+// out[j] = (relu?)(bias[j] + sum_i in[i] * matrix_t[i][j]) with the matrix stored transposed ([inputs][outputs]):
+// the inner loop runs along contiguous outputs, so it vectorizes without reordering any float sum.
+BNEXT_CLONES void affine_t(const float* in, const float* matrix_t, const float* bias, int64_t inputs, int64_t outputs,
+                           float* out) {
+  for (int64_t j = 0; j < outputs; ++j) out[j] = bias[j];
+  for (int64_t i = 0; i < inputs; ++i) {
+    const float v = in[i];
+    const float* row = matrix_t + i * outputs;
+    for (int64_t j = 0; j < outputs; ++j) out[j] += row[j] * v;
+  }
+}
+
 // Per-sample channel means of a [N, P, C] tensor (P pixels), summed over pixel blocks in parallel.
 std::vector<float> channel_means(const float* x, int64_t n, int64_t pixels, int64_t channels) {
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), pixels / 16));
@@ -71,8 +83,8 @@ const float* nhwc(const torch::Tensor& t) { return t.data_ptr<float>(); }
 
 }  // namespace
 
-// y, residual, source: float [N, C, H, W] in channels_last memory. gate: {mix [C], S [Cr, C], bs [Cr], E [C, Cr],
-// be [C]} or empty (no Info-RCP). scale, shift: [C]. Returns float [N, C, H, W] channels_last, or, given ``into``
+// y, residual, source: float [N, C, H, W] in channels_last memory. gate: {mix [C], S^T [C, Cr], bs [Cr],
+// E^T [Cr, C], be [C]} (the 1x1 convs' matrices transposed) or empty (no Info-RCP). scale, shift: [C]. Returns float [N, C, H, W] channels_last, or, given ``into``
 // (float [N, C', H, W] channels_last), writes channels [offset, offset + C) of it and returns it: a block's
 // concatenation of unit outputs without a copy.
 torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
@@ -94,27 +106,22 @@ torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor s
   } else {
     for (auto& t : gate) t = t.contiguous();
     const float* mix = gate[0].data_ptr<float>();
-    const float *squeeze = gate[1].data_ptr<float>(), *squeeze_bias = gate[2].data_ptr<float>();
-    const float *expand = gate[3].data_ptr<float>(), *expand_bias = gate[4].data_ptr<float>();
-    const int64_t hidden = gate[1].size(0);
-    TORCH_CHECK(gate[1].size(1) == channels && gate[3].size(0) == channels && gate[3].size(1) == hidden,
-                "gate matrices do not match the channel count");
+    const float *squeeze_t = gate[1].data_ptr<float>(), *squeeze_bias = gate[2].data_ptr<float>();
+    const float *expand_t = gate[3].data_ptr<float>(), *expand_bias = gate[4].data_ptr<float>();
+    const int64_t hidden = gate[1].size(1);
+    TORCH_CHECK(gate[1].size(0) == channels && gate[3].size(1) == channels && gate[3].size(0) == hidden,
+                "gate matrices (transposed: S^T [C, Cr], E^T [Cr, C]) do not match the channel count");
     const auto mean_y = channel_means(nhwc(y), n, pixels, channels);
     const auto mean_s = channel_means(nhwc(source), n, pixels, channels);
-    std::vector<float> pooled(channels), inner(hidden);
+    std::vector<float> pooled(channels), inner(hidden), logit(channels);
     for (int64_t sample = 0; sample < n; ++sample) {
       for (int64_t c = 0; c < channels; ++c)
         pooled[c] = mix[c] * mean_s[sample * channels + c] + (1.0f - mix[c]) * mean_y[sample * channels + c];
-      for (int64_t j = 0; j < hidden; ++j) {
-        float v = squeeze_bias[j];
-        for (int64_t c = 0; c < channels; ++c) v += squeeze[j * channels + c] * pooled[c];
-        inner[j] = std::max(v, 0.0f);
-      }
-      for (int64_t c = 0; c < channels; ++c) {
-        float v = expand_bias[c];
-        for (int64_t j = 0; j < hidden; ++j) v += expand[c * hidden + j] * inner[j];
-        coefficient[sample * channels + c] = a[c] / (1.0f + std::exp(-v));
-      }
+      affine_t(pooled.data(), squeeze_t, squeeze_bias, channels, hidden, inner.data());
+      for (auto& v : inner) v = std::max(v, 0.0f);
+      affine_t(inner.data(), expand_t, expand_bias, hidden, channels, logit.data());
+      for (int64_t c = 0; c < channels; ++c)
+        coefficient[sample * channels + c] = a[c] / (1.0f + std::exp(-logit[c]));
     }
   }
   torch::Tensor out;
