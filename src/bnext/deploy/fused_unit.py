@@ -69,14 +69,14 @@ class FusedUnit(nn.Module):
         if tail.gate is not None:
             self.squeeze, self.expand = _pointwise(tail.gate.squeeze_conv), _pointwise(tail.gate.expand_conv)
             self.register_buffer("mix", tail.mix)
+        # The second BatchNorm folded to (C,) scale / shift; identity for a plain unit without Info-RCP,
+        # which has none (its output is y + residual).
         scale, shift = fold_batchnorm(tail.norm)
-        self.register_buffer("norm_scale", scale[None, :, None, None])
-        self.register_buffer("norm_shift", shift[None, :, None, None])
-        # The same tail as one C++ call (bitkernels' unit_tail) when the gate's S / E are plain matrices.
+        normalized = self.recoupling or self.elm_attention
+        self.register_buffer("norm_scale", scale if normalized else torch.ones_like(scale))
+        self.register_buffer("norm_shift", shift if normalized else torch.zeros_like(shift))
+        # The same tail as one C++ call (unit_tail) when the gate's S / E are plain matrices.
         self.native_gate = self._native_gate()
-        normalized = self.recoupling or self.elm_attention  # a plain unit without Info-RCP has no second BN
-        self.register_buffer("tail_scale", scale if normalized else torch.ones_like(scale))
-        self.register_buffer("tail_shift", shift if normalized else torch.zeros_like(shift))
 
     def _native_gate(self) -> list[torch.Tensor] | None:
         """{mix, S^T, bs, E^T, be} for ``unit_tail``; [] without a gate; None when S / E are quantized layers."""
@@ -103,7 +103,7 @@ class FusedUnit(nn.Module):
             residual = self.shortcut(self.activation1(x) if self.elm_attention else x)
             source = self.shortcut(x) if self.elm_attention and not self.mix_with_residual else residual
             return kernels.extension().unit_tail(
-                y.float(), residual.float(), source.float(), self.native_gate, self.tail_scale, self.tail_shift,
+                y.float(), residual.float(), source.float(), self.native_gate, self.norm_scale, self.norm_shift,
                 self.elm_attention, into, offset,
             )  # fmt: skip
         if into is not None:
@@ -112,11 +112,18 @@ class FusedUnit(nn.Module):
             residual = self.shortcut(self.activation1(x))
             if self.recoupling:
                 y = y * self.gate(residual if self.mix_with_residual else self.shortcut(x), y)
-            return torch.addcmul(residual + self.norm_shift, y * residual, self.norm_scale)
+            return torch.addcmul(
+                residual + self._per_channel(self.norm_shift), y * residual, self._per_channel(self.norm_scale)
+            )
         residual = self.shortcut(x)
         if not self.recoupling:
             return y + residual
-        return torch.addcmul(residual + self.norm_shift, y, self.norm_scale * self.gate(residual, y))
+        scale = self._per_channel(self.norm_scale) * self.gate(residual, y)
+        return torch.addcmul(residual + self._per_channel(self.norm_shift), y, scale)
+
+    @staticmethod
+    def _per_channel(values: torch.Tensor) -> torch.Tensor:
+        return values.view(1, -1, 1, 1)
 
 
 class FusedBlock(nn.Module):
@@ -140,13 +147,10 @@ class FusedBlock(nn.Module):
 
 
 def fuse_units(model: nn.Module) -> None:
-    """Replace every BinaryUnit of a loaded packed model (in place) by its :class:`FusedUnit`, and every
-    BNextBlock by a :class:`FusedBlock`."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, BinaryUnit):
-                setattr(module, name, FusedUnit(child))
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, BNextBlock):
-                setattr(module, name, FusedBlock(child))
+    """Replace every BinaryUnit of a loaded packed model (in place) by its :class:`FusedUnit`, then every
+    BNextBlock (now holding fused units) by a :class:`FusedBlock`."""
+    for kind, fused in ((BinaryUnit, FusedUnit), (BNextBlock, FusedBlock)):
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, kind):
+                    setattr(module, name, fused(child))

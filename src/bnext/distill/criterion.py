@@ -87,10 +87,6 @@ class DistillationLoss:
         self._checked = True
         return len(self._tables[id(self.strong)])
 
-    @property
-    def tabulated(self) -> bool:
-        return bool(self._tables)
-
     def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return images, labels
 

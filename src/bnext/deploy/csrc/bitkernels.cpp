@@ -153,21 +153,22 @@ __attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int
         const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 * half + 4 * j));
         total[j] = _mm256_sad_epu8(nibble_counts(_mm256_xor_si256(av, bv), table, low), zero);
       }
-    }
-    for (int64_t k0 = 0; k0 < g.kw && g.kw > 1; k0 += kByteSteps) {
-      const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
-      __m256i bytes[4] = {zero, zero, zero, zero};
-      for (int64_t k = k0; k < k_end; ++k) {
-        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
-        const uint64_t* bk = b + k * kPanel + 16 * half;
+    } else {
+      for (int64_t k0 = 0; k0 < g.kw; k0 += kByteSteps) {
+        const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
+        __m256i bytes[4] = {zero, zero, zero, zero};
+        for (int64_t k = k0; k < k_end; ++k) {
+          const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
+          const uint64_t* bk = b + k * kPanel + 16 * half;
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
-          bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
+          for (int j = 0; j < 4; ++j) {
+            const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
+            bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
+          }
         }
-      }
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
+        for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
+      }
     }
     finish_avx2(g, m0, o, narrow_counts(total[0], total[1]));
     finish_avx2(g, m0, o + 8, narrow_counts(total[2], total[3]));

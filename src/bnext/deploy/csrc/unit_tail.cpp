@@ -5,7 +5,7 @@
 //   out      = residual + shift + scale * g * y * (elm ? residual : 1)
 // (g = 1 without a gate; scale = 1, shift = 0 for a plain unit without Info-RCP). Done as two passes over
 // memory (the means, then the output) instead of about a dozen torch ops, each a pass and a dispatch.
-// All activations are float NHWC (channels_last); the gate's S / E are plain matrices.
+// All activations are float NHWC (channels_last); the gate's S / E come as plain matrices, transposed.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -43,7 +43,7 @@ BNEXT_CLONES void tail_pixels(const float* y, const float* r, const float* k, co
   }
 }
 
-// out[j] = (relu?)(bias[j] + sum_i in[i] * matrix_t[i][j]) with the matrix stored transposed ([inputs][outputs]):
+// out[j] = bias[j] + sum_i in[i] * matrix_t[i][j] with the matrix stored transposed ([inputs][outputs]):
 // the inner loop runs along contiguous outputs, so it vectorizes without reordering any float sum.
 BNEXT_CLONES void affine_t(const float* in, const float* matrix_t, const float* bias, int64_t inputs, int64_t outputs,
                            float* out) {
@@ -84,15 +84,15 @@ const float* nhwc(const torch::Tensor& t) { return t.data_ptr<float>(); }
 }  // namespace
 
 // y, residual, source: float [N, C, H, W] in channels_last memory. gate: {mix [C], S^T [C, Cr], bs [Cr],
-// E^T [Cr, C], be [C]} (the 1x1 convs' matrices transposed) or empty (no Info-RCP). scale, shift: [C]. Returns float [N, C, H, W] channels_last, or, given ``into``
-// (float [N, C', H, W] channels_last), writes channels [offset, offset + C) of it and returns it: a block's
-// concatenation of unit outputs without a copy.
+// E^T [Cr, C], be [C]} (the 1x1 convs' matrices transposed) or empty (no Info-RCP). scale, shift: [C].
+// Returns float [N, C, H, W] channels_last, or, given ``into`` (float [N, C', H, W] channels_last), writes
+// channels [offset, offset + C) of it and returns it: a block's concatenation of unit outputs without a copy.
 torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
                         torch::Tensor scale, torch::Tensor shift, bool elm, c10::optional<torch::Tensor> into,
                         int64_t offset) {
   TORCH_CHECK(y.dim() == 4 && y.scalar_type() == torch::kFloat, "unit_tail expects float NCHW tensors");
   TORCH_CHECK(y.sizes() == residual.sizes() && y.sizes() == source.sizes(), "y, residual and source differ in shape");
-  TORCH_CHECK(gate.empty() || gate.size() == 5, "gate is {mix, S, bs, E, be} or empty");
+  TORCH_CHECK(gate.empty() || gate.size() == 5, "gate is {mix, S^T, bs, E^T, be} or empty");
   const auto layout = at::MemoryFormat::ChannelsLast;
   y = y.contiguous(layout);
   residual = residual.contiguous(layout);
