@@ -61,10 +61,12 @@ def test_cifar_missing_files_say_how_to_fix(tmp_path):
         build_data(config_for("cifar10", tmp_path))
 
 
-@pytest.mark.parametrize("dataset,augment", [("imagenet", "imagenet"), ("folder", "cifar")])
-def test_image_folder_layouts(tmp_path, dataset, augment):
+@pytest.mark.parametrize("pipeline", ["cpu", "gpu"])
+@pytest.mark.parametrize("dataset,augment", [("imagenet", "imagenet"), ("folder", "cifar"), ("folder", "none")])
+def test_image_folder_layouts(tmp_path, dataset, augment, pipeline):
     write_image_folder(tmp_path)
-    bundle = build_data(config_for(dataset, tmp_path, image_size=32, augment=augment))
+    bundle = build_data(config_for(dataset, tmp_path, image_size=32, augment=augment, pipeline=pipeline))
+    assert bundle.pipeline == pipeline
     images, _labels, skipped = next(bundle.train.epoch(0))
     assert images.shape == (8, 3, 32, 32) and skipped == 0
     assert bundle.classes == ["class_0", "class_1", "class_2"]
@@ -93,10 +95,11 @@ def test_empty_class_folder_is_named(tmp_path):
         build_data(config_for("folder", tmp_path))
 
 
-def test_corrupt_image_is_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("pipeline", ["cpu", "gpu"])
+def test_corrupt_image_is_skipped_and_counted(tmp_path, pipeline):
     write_image_folder(tmp_path, per_class=2)
     (tmp_path / "train" / "class_1" / "img_0.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
-    config = config_for("folder", tmp_path, image_size=32)
+    config = config_for("folder", tmp_path, image_size=32, pipeline=pipeline)
     config["train"]["batch_size"] = 2
     batches = list(build_data(config).train.epoch(0))
     assert len(batches) == 3  # 6 images in batches of 2

@@ -34,7 +34,10 @@ DEFAULTS: dict[str, Any] = {
         "mixup": 0.0,  # mixup alpha (0 = off)
         "cutmix": 0.0,  # cutmix alpha (0 = off)
         "repeated_aug": 1,  # repeated augmentation count (1 = off)
-        "num_workers": 2,
+        "num_workers": 2,  # loader processes (with pipeline gpu they only read file bytes)
+        # imagenet / folder datasets: gpu = decode (nvJPEG) and augment in batches on the training device,
+        # cpu = PIL + torchvision / timm in the workers; auto = gpu when training on CUDA
+        "pipeline": "auto",
         "synthetic_size": 512,  # images per split of the synthetic dataset
         "synthetic_classes": 10,
     },

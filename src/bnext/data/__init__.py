@@ -9,25 +9,29 @@ from typing import Any
 import torch
 
 from bnext.data import augment, memory
-from bnext.data.folders import SafeImageFolder
+from bnext.data.batched_transforms import BatchTransform
+from bnext.data.device_loader import DeviceFileLoader
+from bnext.data.folders import EncodedImageFolder, SafeImageFolder
 from bnext.data.loader import FileLoader, InMemoryLoader
 from bnext.data.stats import input_stats
 from bnext.errors import UserError
 
 DATASETS = ("imagenet", "cifar10", "cifar100", "fashion-mnist", "folder", "synthetic")
+PIPELINES = ("auto", "cpu", "gpu")
 
 
 @dataclass
 class DataBundle:
     """Train and validation loaders plus what a model needs to know about the data."""
 
-    train: InMemoryLoader | FileLoader
-    val: InMemoryLoader | FileLoader
+    train: InMemoryLoader | FileLoader | DeviceFileLoader
+    val: InMemoryLoader | FileLoader | DeviceFileLoader
     num_classes: int
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     image_size: int
+    pipeline: str = "memory"  # memory (in-memory datasets) | cpu | gpu (folder datasets)
 
 
 def _memory_splits(name: str, cfg: dict[str, Any], seed: int) -> tuple[memory.ArraySplit, memory.ArraySplit]:
@@ -41,10 +45,14 @@ def _memory_splits(name: str, cfg: dict[str, Any], seed: int) -> tuple[memory.Ar
     return memory.synthetic(count, classes, size, seed), memory.synthetic(count // 4, classes, size, seed + 1)
 
 
-def _folder_datasets(name: str, cfg: dict[str, Any]) -> tuple[SafeImageFolder, SafeImageFolder]:
+def _folder_root(name: str, cfg: dict[str, Any]) -> Path:
     if not cfg["data_dir"]:
         raise UserError(f"dataset {name!r} needs data.data_dir (a folder with train/ and val/ class folders)")
-    root, size = Path(cfg["data_dir"]), cfg["image_size"]
+    return Path(cfg["data_dir"])
+
+
+def _folder_datasets(name: str, cfg: dict[str, Any]) -> tuple[SafeImageFolder, SafeImageFolder]:
+    root, size = _folder_root(name, cfg), cfg["image_size"]
     mean, std = augment.IMAGENET_MEAN, augment.IMAGENET_STD
     if cfg["augment"] == "imagenet":
         train_tf = augment.imagenet_train_transform(size, cfg["randaugment"], mean, std)
@@ -53,6 +61,57 @@ def _folder_datasets(name: str, cfg: dict[str, Any]) -> tuple[SafeImageFolder, S
         train_tf = augment.cifar_file_transform(size, mean, std, train=cfg["augment"] == "cifar")
         val_tf = augment.cifar_file_transform(size, mean, std, train=False)
     return SafeImageFolder(root / "train", train_tf), SafeImageFolder(root / "val", val_tf)
+
+
+def resolve_pipeline(choice: str, device: torch.device) -> str:
+    """``data.pipeline`` with ``auto`` made concrete: gpu when training on CUDA, else cpu."""
+    if choice not in PIPELINES:
+        raise UserError(f"unknown data.pipeline {choice!r}: choose one of {', '.join(PIPELINES)}")
+    if choice == "auto":
+        return "gpu" if device.type == "cuda" else "cpu"
+    return choice
+
+
+def describe_pipeline(pipeline: str, device: torch.device, workers: int) -> str:
+    """One line for the training log: where images are decoded and augmented."""
+    if pipeline == "cpu":
+        return f"data: cpu pipeline (PIL decode + torchvision / timm augmentation in {workers} worker processes)"
+    decoder = "nvJPEG" if device.type == "cuda" else "torchvision's CPU decoder"
+    return (
+        f"data: gpu pipeline ({workers} workers read file bytes; {decoder} decodes and batched ops augment "
+        f"on {device.type})"
+    )
+
+
+def _folder_loaders(name: str, cfg: dict[str, Any], pipeline: str, batch: int, device: torch.device, **common):
+    """(train, val, classes) loaders for an image-folder dataset through the chosen pipeline."""
+    seed_and_shards = {k: common[k] for k in ("seed", "rank", "world", "num_workers")}
+    if pipeline == "cpu":
+        train_set, val_set = _folder_datasets(name, cfg)
+        sets, loader = (train_set, val_set), FileLoader
+        train_kw: dict[str, Any] = {}
+        val_kw: dict[str, Any] = {}
+    else:
+        root, size = _folder_root(name, cfg), cfg["image_size"]
+        sets = (EncodedImageFolder(root / "train"), EncodedImageFolder(root / "val"))
+        stats = (augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+        if cfg["augment"] == "imagenet":  # as imagenet_train_transform / eval_transform
+            train_tf = BatchTransform("imagenet", size, *stats, randaugment=cfg["randaugment"])
+            val_tf = BatchTransform("eval", size, *stats)
+        else:  # as cifar_file_transform: resize + centre crop (+ pad-4 crop + flip)
+            kind = "cifar" if cfg["augment"] == "cifar" else "eval"
+            train_tf = BatchTransform(kind, size, *stats, crop_ratio=1.0)
+            val_tf = BatchTransform("eval", size, *stats, crop_ratio=1.0)
+        loader = DeviceFileLoader
+        train_kw = {"transform": train_tf, "device": device}
+        val_kw = {"transform": val_tf, "device": device}
+    train_set, val_set = sets
+    if cfg["subset"]:
+        train_set.samples = train_set.samples[: cfg["subset"]]
+        train_set.targets = train_set.targets[: cfg["subset"]]
+    train = loader(train_set, batch, True, repeats=common["repeats"], **train_kw, **seed_and_shards)
+    val = loader(val_set, batch, False, **val_kw, **seed_and_shards)
+    return train, val, list(train_set.classes)
 
 
 def build_data(config: dict[str, Any], rank: int = 0, world: int = 1, device: torch.device | None = None) -> DataBundle:
@@ -69,19 +128,22 @@ def build_data(config: dict[str, Any], rank: int = 0, world: int = 1, device: to
         raise UserError(f"batch_size {train_cfg['batch_size']} is smaller than the {world} ranks")
     seed, repeats = train_cfg["seed"], cfg["repeated_aug"]
     if name in ("imagenet", "folder"):
-        train_set, val_set = _folder_datasets(name, cfg)
-        if cfg["subset"]:
-            train_set.samples = train_set.samples[: cfg["subset"]]
-            train_set.targets = train_set.targets[: cfg["subset"]]
-        common = dict(seed=seed, rank=rank, world=world, num_workers=cfg["num_workers"])
+        target = device or torch.device("cpu")
+        pipeline = resolve_pipeline(cfg["pipeline"], target)
+        train, val, classes = _folder_loaders(
+            name,
+            cfg,
+            pipeline,
+            batch,
+            target,
+            seed=seed,
+            rank=rank,
+            world=world,
+            num_workers=cfg["num_workers"],
+            repeats=repeats,
+        )
         return DataBundle(
-            FileLoader(train_set, batch, True, repeats=repeats, **common),
-            FileLoader(val_set, batch, False, **common),
-            len(train_set.classes),
-            list(train_set.classes),
-            augment.IMAGENET_MEAN,
-            augment.IMAGENET_STD,
-            cfg["image_size"],
+            train, val, len(classes), classes, augment.IMAGENET_MEAN, augment.IMAGENET_STD, cfg["image_size"], pipeline
         )
     train_split, val_split = _memory_splits(name, cfg, seed)
     train_split = train_split.head(cfg["subset"])
@@ -100,4 +162,4 @@ def build_data(config: dict[str, Any], rank: int = 0, world: int = 1, device: to
     )
 
 
-__all__ = ["DATASETS", "DataBundle", "build_data", "input_stats"]
+__all__ = ["DATASETS", "PIPELINES", "DataBundle", "build_data", "describe_pipeline", "input_stats", "resolve_pipeline"]

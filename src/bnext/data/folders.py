@@ -55,3 +55,32 @@ def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
     images = torch.stack([item[0] for item in good])
     labels = torch.tensor([item[1] for item in good], dtype=torch.int64)
     return images, labels, skipped
+
+
+class EncodedImageFolder(ImageFolder):
+    """An image-folder dataset whose samples are the files' raw bytes (for decoding in batches on a device).
+
+    A worker only reads bytes; an unreadable file gives an empty tensor, which the
+    decoder counts as skipped.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        check_image_folder(Path(root))
+        super().__init__(str(root))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, target = self.samples[index]
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            data = b""
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(
+            0, dtype=torch.uint8
+        ), target
+
+
+def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One byte buffer for the whole batch (one shared-memory block per batch), each file's length, the labels."""
+    lengths = torch.tensor([len(item[0]) for item in batch], dtype=torch.int64)
+    labels = torch.tensor([item[1] for item in batch], dtype=torch.int64)
+    return torch.cat([item[0] for item in batch]), lengths, labels

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bnext.card import ModelCard, card_from_payload, check_class_count
 from bnext.checkpoint import CheckpointError, check_compatible, read_checkpoint, save_checkpoint
-from bnext.data import DataBundle, build_data
+from bnext.data import DataBundle, build_data, describe_pipeline
 from bnext.data.loader import InMemoryLoader
 from bnext.distill import DistillationLoss, build_distillation
 from bnext.errors import UserError
@@ -71,6 +71,8 @@ class Trainer:
         # by up to 10x late in an epoch; flushing them to zero changes nothing visible.
         torch.set_flush_denormal(True)
         self.data: DataBundle = build_data(config, self.info.rank, self.info.world, self.info.device)
+        if self.info.is_main and self.data.pipeline != "memory":
+            print(describe_pipeline(self.data.pipeline, self.info.device, config["data"]["num_workers"]), flush=True)
         self.model = self._build_model()
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.amp_dtype = choose_autocast(self.cfg["amp"], self.cfg["amp_dtype"], self.info.device)
