@@ -11,7 +11,7 @@ import torch
 from bnext.data import augment, memory
 from bnext.data.batched_transforms import BatchTransform
 from bnext.data.device_loader import DeviceFileLoader
-from bnext.data.folders import EncodedImageFolder, SafeImageFolder
+from bnext.data.folders import EncodedImageFolder, SafeImageFolder, collate_encoded
 from bnext.data.loader import FileLoader, InMemoryLoader
 from bnext.data.stats import input_stats
 from bnext.errors import UserError
@@ -83,34 +83,33 @@ def describe_pipeline(pipeline: str, device: torch.device, workers: int) -> str:
     )
 
 
+def _batch_transforms(cfg: dict[str, Any]) -> tuple[BatchTransform, BatchTransform]:
+    """The gpu pipeline's (train, val) transforms, the batched twins of ``_folder_datasets``' transforms."""
+    size, stats = cfg["image_size"], (augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+    if cfg["augment"] == "imagenet":  # as imagenet_train_transform / eval_transform
+        train = BatchTransform("imagenet", size, *stats, randaugment=cfg["randaugment"])
+        return train, BatchTransform("eval", size, *stats)
+    kind = "cifar" if cfg["augment"] == "cifar" else "eval"  # as cifar_file_transform (resize + centre crop)
+    return BatchTransform(kind, size, *stats, crop_ratio=1.0), BatchTransform("eval", size, *stats, crop_ratio=1.0)
+
+
 def _folder_loaders(name: str, cfg: dict[str, Any], pipeline: str, batch: int, device: torch.device, **common):
     """(train, val, classes) loaders for an image-folder dataset through the chosen pipeline."""
-    seed_and_shards = {k: common[k] for k in ("seed", "rank", "world", "num_workers")}
+    shards = {k: common[k] for k in ("seed", "rank", "world", "num_workers")}
     if pipeline == "cpu":
         train_set, val_set = _folder_datasets(name, cfg)
-        sets, loader = (train_set, val_set), FileLoader
-        train_kw: dict[str, Any] = {}
-        val_kw: dict[str, Any] = {}
     else:
-        root, size = _folder_root(name, cfg), cfg["image_size"]
-        sets = (EncodedImageFolder(root / "train"), EncodedImageFolder(root / "val"))
-        stats = (augment.IMAGENET_MEAN, augment.IMAGENET_STD)
-        if cfg["augment"] == "imagenet":  # as imagenet_train_transform / eval_transform
-            train_tf = BatchTransform("imagenet", size, *stats, randaugment=cfg["randaugment"])
-            val_tf = BatchTransform("eval", size, *stats)
-        else:  # as cifar_file_transform: resize + centre crop (+ pad-4 crop + flip)
-            kind = "cifar" if cfg["augment"] == "cifar" else "eval"
-            train_tf = BatchTransform(kind, size, *stats, crop_ratio=1.0)
-            val_tf = BatchTransform("eval", size, *stats, crop_ratio=1.0)
-        loader = DeviceFileLoader
-        train_kw = {"transform": train_tf, "device": device}
-        val_kw = {"transform": val_tf, "device": device}
-    train_set, val_set = sets
+        root = _folder_root(name, cfg)
+        train_set, val_set = EncodedImageFolder(root / "train"), EncodedImageFolder(root / "val")
+        shards["collate"] = collate_encoded
     if cfg["subset"]:
         train_set.samples = train_set.samples[: cfg["subset"]]
         train_set.targets = train_set.targets[: cfg["subset"]]
-    train = loader(train_set, batch, True, repeats=common["repeats"], **train_kw, **seed_and_shards)
-    val = loader(val_set, batch, False, **val_kw, **seed_and_shards)
+    train = FileLoader(train_set, batch, True, repeats=common["repeats"], **shards)
+    val = FileLoader(val_set, batch, False, **shards)
+    if pipeline == "gpu":
+        train_tf, val_tf = _batch_transforms(cfg)
+        train, val = DeviceFileLoader(train, train_tf, device), DeviceFileLoader(val, val_tf, device)
     return train, val, list(train_set.classes)
 
 

@@ -2,12 +2,11 @@
 
 Images arrive as a list of uint8 (3, H, W) tensors of different sizes. Each gets
 its own crop box (torchvision's ``RandomResizedCrop`` rule, or resize + centre
-crop for evaluation); one ``roi_align`` call per memory chunk resamples every box
-to ``size`` x ``size``. ``roi_align`` averages ``ceil(box / size)`` bilinear
-samples per output pixel, so large boxes are low-pass filtered (antialiased) as
-torchvision's resize is. Flip, RandAugment and normalization follow as batched
-ops. All random draws come from a CPU generator, so a batch depends only on its
-seed and the images, on any device.
+crop for evaluation) and is resized with the same antialiased bilinear kernel
+torchvision uses (uint8 on CPU, float on GPU), one call per image. Flip,
+RandAugment and normalization then run as batched ops. All random draws come
+from a CPU generator, so a batch depends only on its seed and the images, on
+any device.
 """
 
 from __future__ import annotations
@@ -17,12 +16,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from bnext.data.augment import normalize, pad_crop_flip
 from bnext.data.randaugment import RandAugmentSpec, rand_augment
 
-CHUNK_ELEMENTS = 1 << 26  # float elements per roi_align input (256 MB): bounds memory for very large images
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
 RRC_TRIES = 10
@@ -60,50 +57,39 @@ def random_resized_crop_boxes(sizes: torch.Tensor, generator: torch.Generator) -
     return torch.where(fits.any(1, keepdim=True), chosen, fallback).long()
 
 
-def center_crop_boxes(sizes: torch.Tensor, size: int, crop_ratio: float = 0.875) -> torch.Tensor:
-    """(N, 4) float source-pixel boxes equal to torchvision's ``Resize(size / crop_ratio)`` + ``CenterCrop(size)``."""
-    short = round(size / crop_ratio)
-    height, width = sizes[:, 0].double(), sizes[:, 1].double()
-    portrait = height > width
-    new_h = torch.where(portrait, torch.floor(short * height / width), torch.full_like(height, short))
-    new_w = torch.where(portrait, torch.full_like(width, short), torch.floor(short * width / height))
-    top = torch.round((new_h - size) / 2) * height / new_h
-    left = torch.round((new_w - size) / 2) * width / new_w
-    return torch.stack([top, left, size * height / new_h, size * width / new_w], 1)
+def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """torchvision's antialiased bilinear resize of one (3, H, W) uint8 image; uint8-valued float (3, h, w).
+
+    CPU resizes uint8 directly (torchvision's fast path, rounded); other devices resize in float and round.
+    """
+    if image.device.type == "cpu":
+        out = F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        return out[0].float()
+    out = F.interpolate(image[None].float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].round_().clamp_(0, 255)
 
 
 def resized_crops(images: list[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Resample each image's (top, left, height, width) box to ``size`` x ``size``: float (N, 3, size, size).
+    """Each image's (top, left, height, width) box resized to ``size`` x ``size``: float (N, 3, size, size)."""
+    out = []
+    for image, (top, left, height, width) in zip(images, boxes.tolist(), strict=True):
+        out.append(resize(image[:, top : top + height, left : left + width], size, size))
+    return torch.stack(out)
 
-    The images are stacked into one tall strip per chunk, each with a replicated
-    border row above and below (so bilinear samples at a box edge never read the
-    neighbouring image) and replicated columns up to the chunk's widest image.
-    """
-    device = images[0].device
-    out = torch.empty(len(images), images[0].shape[0], size, size, device=device)
-    begin = 0
-    while begin < len(images):
-        end, widest, rows = begin, 0, 0
-        while end < len(images):
-            h, w = images[end].shape[-2:]
-            grown_w, grown_rows = max(widest, w + 1), rows + h + 2
-            if end > begin and grown_w * grown_rows * 3 > CHUNK_ELEMENTS:
-                break
-            widest, rows, end = grown_w, grown_rows, end + 1
-        strip, offsets, offset = [], [], 0
-        for image in images[begin:end]:
-            h, w = image.shape[-2:]
-            strip.append(F.pad(image.float(), (0, widest - w, 1, 1), mode="replicate"))
-            offsets.append(offset + 1)
-            offset += h + 2
-        top, left, height, width = boxes[begin:end].double().unbind(1)
-        top = top + torch.tensor(offsets, dtype=torch.float64)
-        rois = torch.stack([torch.zeros_like(top), left, top, left + width, top + height], 1)
-        out[begin:end] = roi_align(
-            torch.cat(strip, 1)[None], rois.float().to(device), (size, size), sampling_ratio=-1, aligned=True
-        )
-        begin = end
-    return out
+
+def resize_center_crop(images: list[torch.Tensor], size: int, crop_ratio: float = 0.875) -> torch.Tensor:
+    """torchvision's ``Resize(round(size / crop_ratio))`` + ``CenterCrop(size)`` per image, stacked."""
+    short = round(size / crop_ratio)
+    out = []
+    for image in images:
+        height, width = image.shape[-2:]
+        if height > width:
+            new_h, new_w = int(short * height / width), short
+        else:
+            new_h, new_w = short, int(short * width / height)
+        top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
+        out.append(resize(image, new_h, new_w)[:, top : top + size, left : left + size])
+    return torch.stack(out)
 
 
 def flip(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
@@ -139,17 +125,14 @@ class BatchTransform:
 
     def __call__(self, images: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         """Normalized float (N, 3, size, size) on the images' device."""
-        sizes = image_sizes(images)
         if self.kind != "imagenet":
-            out = torch.round(
-                resized_crops(images, center_crop_boxes(sizes, self.size, self.crop_ratio), self.size)
-            ).clamp(0, 255)
+            out = resize_center_crop(images, self.size, self.crop_ratio)
             if self.kind == "cifar":
                 out = pad_crop_flip(out, 4, generator)
         else:
-            boxes = random_resized_crop_boxes(sizes, generator)
+            boxes = random_resized_crop_boxes(image_sizes(images), generator)
             flips = torch.rand(len(images), generator=generator) < 0.5
-            out = flip(torch.round(resized_crops(images, boxes, self.size)).clamp(0, 255), flips)
+            out = flip(resized_crops(images, boxes, self.size), flips)
             if self.randaugment:
                 fill = torch.tensor([round(255 * m) for m in self.mean], dtype=torch.float32)
                 out = rand_augment(out, RandAugmentSpec.parse(self.randaugment), generator, fill)

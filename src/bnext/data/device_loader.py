@@ -14,12 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader
 
 from bnext.data.batched_transforms import BatchTransform
 from bnext.data.decode import decode_batch
-from bnext.data.folders import EncodedImageFolder, collate_encoded
-from bnext.data.loader import Batch, EpochSampler
+from bnext.data.loader import Batch, FileLoader
 
 
 def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
@@ -29,46 +27,22 @@ def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
 
 @dataclass
 class DeviceFileLoader:
-    """Batches of an ``EncodedImageFolder``, decoded and transformed on ``device``."""
+    """Batches of an ``EncodedImageFolder`` read by ``files``, decoded and transformed on ``device``."""
 
-    dataset: EncodedImageFolder
-    batch_size: int
-    train: bool
+    files: FileLoader  # over an EncodedImageFolder, with collate_encoded
     transform: BatchTransform
-    seed: int = 0
-    rank: int = 0
-    world: int = 1
-    repeats: int = 1
-    num_workers: int = 2
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
-    def __post_init__(self) -> None:
-        self.sampler = EpochSampler(
-            len(self.dataset), self.seed, shuffle=self.train, rank=self.rank, world=self.world, repeats=self.repeats
-        )
-
     def __len__(self) -> int:
-        self.sampler.set_epoch(0)
-        count = len(self.sampler)
-        return count // self.batch_size if self.train else -(-count // self.batch_size)
+        return len(self.files)
 
     def encoded_batches(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
         """This rank's batches of (file bytes, labels), read by the worker processes."""
-        self.sampler.set_epoch(epoch, start_batch * self.batch_size)
-        loader = DataLoader(
-            self.dataset,
-            batch_size=self.batch_size,
-            sampler=self.sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_encoded,
-            drop_last=self.train,
-            persistent_workers=False,
-            prefetch_factor=4 if self.num_workers else None,
-        )
-        for buffer, lengths, labels in loader:
+        for buffer, lengths, labels in self.files.epoch(epoch, start_batch):
             yield list(torch.split(buffer, lengths.tolist())), labels
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        files = self.files
         for index, (encoded, labels) in enumerate(self.encoded_batches(epoch, start_batch), start=start_batch):
             decoded = decode_batch(encoded, self.device)
             kept = [i for i, image in enumerate(decoded) if image is not None]
@@ -76,6 +50,6 @@ class DeviceFileLoader:
             if not kept:
                 yield torch.empty(0, device=self.device), torch.empty(0, dtype=torch.int64), skipped
                 continue
-            generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, index))
+            generator = torch.Generator().manual_seed(batch_seed(files.seed, epoch, files.rank, index))
             images = self.transform([decoded[i] for i in kept], generator)
             yield images, labels[kept].to(self.device, non_blocking=True), skipped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -151,6 +152,7 @@ class FileLoader:
     repeats: int = 1
     num_workers: int = 2
     worker_init: Callable[[int], None] | None = None
+    collate: Callable[[list], Any] = collate_skipping  # collate_encoded for the gpu pipeline's byte batches
 
     def __post_init__(self) -> None:
         self.sampler = EpochSampler(
@@ -169,7 +171,7 @@ class FileLoader:
             batch_size=self.batch_size,
             sampler=self.sampler,
             num_workers=self.num_workers,
-            collate_fn=collate_skipping,
+            collate_fn=self.collate,
             drop_last=self.train,
             generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch * 1009 + start_batch),
             persistent_workers=False,

@@ -43,12 +43,16 @@ def write_jpeg_folder(
     sizes: tuple[int, int] = (300, 500),
     quality: int = 75,
     seed: int = 0,
+    first_class: int = 0,
 ) -> Path:
-    """An ImageNet-like ``train/`` (and ``val/``) tree of JPEGs whose sides are drawn from ``sizes``."""
+    """An ImageNet-like ``train/`` (and ``val/``) tree of JPEGs whose sides are drawn from ``sizes``.
+
+    Classes are named ``n<8-digit index>`` from ``first_class`` on (to write a large folder in parallel parts).
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
     for split, count in (("train", per_class), ("val", val_per_class)):
-        for label in range(classes if count else 0):
+        for label in range(first_class, first_class + classes if count else first_class):
             folder = root / split / f"n{label:08d}"
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):

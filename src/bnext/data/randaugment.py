@@ -155,9 +155,12 @@ def _column(arg: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """PIL's RGB -> L: (19595 R + 38470 G + 7471 B + 2^15) >> 16, as (k, 1, H, W)."""
-    weights = torch.tensor([19595.0, 38470.0, 7471.0], device=x.device, dtype=torch.float64).view(1, 3, 1, 1)
-    return torch.floor(((x.double() * weights).sum(1, keepdim=True) + 32768) / 65536).to(x.dtype)
+    """PIL's RGB -> L: (19595 R + 38470 G + 7471 B + 2^15) >> 16, as (k, 1, H, W).
+
+    Every partial sum stays below 2^24, so float32 holds it exactly.
+    """
+    weights = torch.tensor([19595.0, 38470.0, 7471.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return torch.floor(((x * weights).sum(1, keepdim=True) + 32768) / 65536)
 
 
 def blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -167,24 +170,29 @@ def blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> to
 
 
 def smooth(x: torch.Tensor) -> torch.Tensor:
-    """PIL's ``ImageFilter.SMOOTH`` (3x3, centre 5, scale 13, rounded); border pixels stay as they are."""
-    kernel = torch.ones(3, 3, device=x.device, dtype=x.dtype)
-    kernel[1, 1] = 5
-    kernel = kernel.expand(x.shape[1], 1, 3, 3) / 13
-    inner = torch.floor(F.conv2d(x, kernel, groups=x.shape[1]) + 0.5).clamp(0, 255)
+    """PIL's ``ImageFilter.SMOOTH`` (3x3 ones, centre 5, scale 13, rounded); border pixels stay as they are."""
+    box = F.avg_pool2d(x, 3, stride=1, divisor_override=1)  # exact integer 3x3 sums
+    inner = torch.floor((box + 4 * x[..., 1:-1, 1:-1]) / 13 + 0.5).clamp(0, 255)
     out = x.clone()
     out[..., 1:-1, 1:-1] = inner
     return out
 
 
+def per_channel_lookup(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Map each image channel's values through its own (k * 3, 256) table."""
+    k, c = x.shape[:2]
+    return lut.gather(1, x.long().reshape(k * c, -1)).reshape(x.shape).to(x.dtype)
+
+
 def auto_contrast(x: torch.Tensor) -> torch.Tensor:
-    """PIL's ``ImageOps.autocontrast`` (cutoff 0) per image and channel: lut(v) = int(v * 255/(hi-lo) - lo * ...)."""
-    low = x.amin(dim=(2, 3), keepdim=True).double()
-    high = x.amax(dim=(2, 3), keepdim=True).double()
-    spread = high - low
-    scale = 255.0 / spread.clamp(min=1)
-    stretched = torch.floor(x.double() * scale - low * scale).clamp(0, 255)
-    return torch.where(spread > 0, stretched, x.double()).to(x.dtype)
+    """PIL's ``ImageOps.autocontrast`` (cutoff 0) per image and channel: v -> int(v * 255/(hi-lo) - lo * ...)."""
+    k, c = x.shape[:2]
+    low = x.amin(dim=(2, 3)).reshape(k * c, 1).double()
+    high = x.amax(dim=(2, 3)).reshape(k * c, 1).double()
+    levels = torch.arange(256, device=x.device, dtype=torch.float64).expand(k * c, 256)
+    scale = 255.0 / (high - low).clamp(min=1)
+    lut = torch.where(high > low, torch.floor(levels * scale - low * scale).clamp(0, 255), levels)
+    return per_channel_lookup(x, lut)
 
 
 def equalize(x: torch.Tensor) -> torch.Tensor:
@@ -200,8 +208,7 @@ def equalize(x: torch.Tensor) -> torch.Tensor:
     used = (hist > 0).sum(1, keepdim=True)
     before = torch.cumsum(hist, 1) - hist  # pixels in lower bins
     lut = ((step // 2 + before) // step.clamp(min=1)).clamp(max=255)
-    lut = torch.where((used <= 1) | (step == 0), bins.expand_as(lut), lut)
-    return lut.gather(1, values).reshape(x.shape).to(x.dtype)
+    return per_channel_lookup(x, torch.where((used <= 1) | (step == 0), bins.expand_as(lut), lut))
 
 
 def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -218,7 +225,8 @@ def solarize_add(x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    mean = torch.floor(grayscale(x).double().mean(dim=(1, 2, 3), keepdim=True) + 0.5).to(x.dtype)
+    total = grayscale(x).sum(dim=(1, 2, 3), keepdim=True).double()  # integers below 2^24: exact in float32
+    mean = torch.floor(total / x[0, 0].numel() + 0.5).to(x.dtype)
     return blend(mean.expand_as(x), x, factor)
 
 
