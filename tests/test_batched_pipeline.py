@@ -10,6 +10,7 @@ import io
 import json
 import math
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from bnext.data.batched_transforms import (
 )
 from bnext.data.decode import decode_batch
 from bnext.data.natural_images import natural_image, write_jpeg_folder
+from bnext.data.prefetch import prefetch
 from bnext.errors import UserError
 from bnext.train import Trainer
 from tests.helpers import DEVICES, tiny_config
@@ -360,3 +362,42 @@ def test_training_through_the_gpu_pipeline_counts_skipped_files_and_resumes(tmp_
             assert torch.equal(a, b)
         else:  # cuDNN's default (non-deterministic) algorithms: close, not bit-exact
             assert torch.allclose(a.float(), b.float(), atol=1e-3)
+
+
+def test_prefetch_yields_the_same_batches_and_raises_the_producers_error():
+    def numbers(fail_at=None):
+        for index in range(6):
+            if index == fail_at:
+                raise UserError("a corrupt shard")
+            yield torch.full((2,), float(index)), index
+
+    out = list(prefetch(numbers(), torch.device("cpu"), depth=2))
+    assert [int(tensor[0]) for tensor, _ in out] == [0, 1, 2, 3, 4, 5] and [i for _, i in out] == list(range(6))
+    with pytest.raises(UserError, match="a corrupt shard"):
+        list(prefetch(numbers(fail_at=3), torch.device("cpu")))
+
+    def endless():
+        index = 0
+        while True:
+            index += 1
+            yield (torch.zeros(1), index)
+
+    before = threading.active_count()
+    for _, index in prefetch(endless(), torch.device("cpu"), depth=1):
+        if index == 3:
+            break  # the consumer stops early (Ctrl-C, end of a timed run): the thread ends too
+    assert threading.active_count() == before
+
+
+def test_prefetched_loader_equals_the_plain_loader(tmp_path):
+    write_jpeg_folder(tmp_path, classes=2, per_class=6, val_per_class=1, sizes=(40, 60))
+    config = pipeline_config(tmp_path, augment="imagenet")
+    config["train"]["batch_size"] = 4
+    loader = build_data(config).train
+    assert loader.prefetch == 0  # on CPU: no thread by default
+    plain = list(loader.epoch(1))
+    loader.prefetch = 2
+    ahead = list(loader.epoch(1))
+    assert len(ahead) == len(plain) == 3
+    for (images_a, labels_a, _), (images_b, labels_b, _) in zip(ahead, plain, strict=True):
+        assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)

@@ -5,7 +5,8 @@ DDP rank by the same ``EpochSampler`` as the CPU pipeline. The main process
 decodes a batch at once (nvJPEG on CUDA) and runs a ``BatchTransform`` there. The
 transform's random draws come from a generator seeded by (seed, epoch, rank,
 batch), so a resumed run sees the same batches. On a machine without CUDA the
-same code runs on CPU tensors.
+same code runs on CPU tensors. A background thread prepares the next batches while
+the caller trains on the current one (``bnext.data.prefetch``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from bnext.data.batched_transforms import BatchTransform
 from bnext.data.decode import decode_batch
 from bnext.data.loader import Batch, FileLoader
+from bnext.data.prefetch import prefetch
 
 
 def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
@@ -32,6 +34,14 @@ class DeviceFileLoader:
     files: FileLoader  # over an EncodedImageFolder, with collate_encoded
     transform: BatchTransform
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # batches prepared ahead in a background thread (0: in the caller's thread). None: 2 on CUDA, where the
+    # thread's host work overlaps the GPU's; 0 on CPU, where it only competes for the same cores (measured
+    # 5-15% slower on 2 cores)
+    prefetch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefetch is None:
+            self.prefetch = 2 if self.device.type == "cuda" else 0
 
     def __len__(self) -> int:
         return len(self.files)
@@ -42,6 +52,10 @@ class DeviceFileLoader:
             yield list(torch.split(buffer, lengths.tolist())), labels
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        batches = self._decoded_batches(epoch, start_batch)
+        yield from prefetch(batches, self.device, self.prefetch) if self.prefetch else batches
+
+    def _decoded_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         files = self.files
         for index, (encoded, labels) in enumerate(self.encoded_batches(epoch, start_batch), start=start_batch):
             decoded = decode_batch(encoded, self.device)
