@@ -24,12 +24,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 namespace {
 
 constexpr int64_t kPanel = 32;  // output channels per weight panel
 constexpr int64_t kRowsAvx512 = 6;
+constexpr int64_t kRowsAvx2 = 16;  // rows per AVX2 call: the panel's epilogue vectors load once per run
 
 enum Path : int64_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
 
@@ -112,7 +114,19 @@ __attribute__((target("avx2"))) inline __m256i narrow_counts(__m256i first, __m2
                                    _mm256_permutevar8x32_epi32(second, even), 0x20);
 }
 
-__attribute__((target("avx2"))) void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts) {
+// The epilogue of 8 channels of one row; per-channel vectors are loaded once per tile (``Affine8``).
+struct Affine8 {
+  __m256 scale, shift, slope;
+};
+
+__attribute__((target("avx2"))) inline Affine8 load_affine(const Gemm& g, int64_t o) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return {_mm256_loadu_ps(g.scale + o), _mm256_loadu_ps(g.shift + o),
+          g.slope != nullptr ? _mm256_loadu_ps(g.slope + o) : one};
+}
+
+__attribute__((target("avx2"))) inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts,
+                                                        const Affine8& affine) {
   const int64_t left = g.out_channels - o;
   if (left <= 0) return;
   __m256 dot = _mm256_sub_ps(_mm256_set1_ps(static_cast<float>(g.k_bits)),
@@ -121,10 +135,10 @@ __attribute__((target("avx2"))) void finish_avx2(const Gemm& g, int64_t m, int64
     const int32_t* row = g.border + g.row_pattern[m] * g.padded_channels + o;
     dot = _mm256_sub_ps(dot, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row))));
   }
-  __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(g.scale + o), dot), _mm256_loadu_ps(g.shift + o));
+  __m256 y = _mm256_add_ps(_mm256_mul_ps(affine.scale, dot), affine.shift);
   if (g.slope != nullptr) {
     const __m256 negative = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_NGT_UQ);
-    y = _mm256_blendv_ps(y, _mm256_mul_ps(y, _mm256_loadu_ps(g.slope + o)), negative);
+    y = _mm256_blendv_ps(y, _mm256_mul_ps(y, affine.slope), negative);
   }
   float* out = g.out + m * g.out_channels + o;
   if (left >= 8) {
@@ -135,8 +149,11 @@ __attribute__((target("avx2"))) void finish_avx2(const Gemm& g, int64_t m, int64
   }
 }
 
-__attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_t>& spare) {
-  const uint64_t* a = tile_rows(g, m0, 1, spare);
+// Rows [m_begin, m_end) (their A words start at ``rows``) against one weight panel, one
+// 16-channel half at a time, so that the half's epilogue vectors and the popcount constants
+// stay in registers across the rows.
+__attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end,
+                                               const uint64_t* rows) {
   const uint64_t* b = g.b + panel * g.kw * kPanel;
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
                                          2, 3, 2, 3, 3, 4);
@@ -145,33 +162,38 @@ __attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int
   for (int half = 0; half < 2; ++half) {
     const int64_t o = panel * kPanel + 16 * half;
     if (o >= g.out_channels) break;
-    __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
-    if (g.kw == 1) {  // <= 64 input channels of a 1x1 conv: one step, no byte accumulation needed
-      const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[0]));
+    const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
+    const uint64_t* bh = b + 16 * half;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const uint64_t* a = rows + (m - m_begin) * g.kw;
+      __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
+      if (g.kw == 1) {  // <= 64 input channels of a 1x1 conv: one step, no byte accumulation needed
+        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[0]));
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 * half + 4 * j));
-        total[j] = _mm256_sad_epu8(nibble_counts(_mm256_xor_si256(av, bv), table, low), zero);
-      }
-    } else {
-      for (int64_t k0 = 0; k0 < g.kw; k0 += kByteSteps) {
-        const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
-        __m256i bytes[4] = {zero, zero, zero, zero};
-        for (int64_t k = k0; k < k_end; ++k) {
-          const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
-          const uint64_t* bk = b + k * kPanel + 16 * half;
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
-            bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
-          }
+        for (int j = 0; j < 4; ++j) {
+          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bh + 4 * j));
+          total[j] = _mm256_sad_epu8(nibble_counts(_mm256_xor_si256(av, bv), table, low), zero);
         }
+      } else {
+        for (int64_t k0 = 0; k0 < g.kw; k0 += kByteSteps) {
+          const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
+          __m256i bytes[4] = {zero, zero, zero, zero};
+          for (int64_t k = k0; k < k_end; ++k) {
+            const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
+            const uint64_t* bk = bh + k * kPanel;
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
+            for (int j = 0; j < 4; ++j) {
+              const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
+              bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
+            }
+          }
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
+        }
       }
+      finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
+      finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
     }
-    finish_avx2(g, m0, o, narrow_counts(total[0], total[1]));
-    finish_avx2(g, m0, o + 8, narrow_counts(total[2], total[3]));
   }
 }
 
@@ -232,7 +254,8 @@ BNEXT_AVX512 void tile_avx512(const Gemm& g, int64_t panel, int64_t m0, std::vec
 }
 
 void run_gemm(const Gemm& g, int64_t path) {
-  const int64_t rows = path == kAvx512 ? kRowsAvx512 : 1;
+  // Row tiles: 6 rows (AVX-512 register tile), a run of kRowsAvx2 rows (AVX2), 1 row (portable).
+  const int64_t rows = path == kAvx512 ? kRowsAvx512 : (path == kAvx2 ? kRowsAvx2 : 1);
   const int64_t panels = g.padded_channels / kPanel;
   const int64_t row_tiles = (g.m_rows + rows - 1) / rows;
   // Panel-major order: consecutive tiles of one thread reuse the same weight panel from L1/L2.
@@ -244,10 +267,33 @@ void run_gemm(const Gemm& g, int64_t path) {
       if (path == kAvx512) {
         tile_avx512(g, panel, m0, spare);
       } else if (path == kAvx2) {
-        tile_avx2(g, panel, m0, spare);
+        tile_avx2(g, panel, m0, std::min(m0 + rows, g.m_rows), g.a + m0 * g.kw);
       } else {
         tile_portable(g, panel, m0, spare);
       }
+    }
+  });
+}
+
+// AVX2 conv with the bit im2col done per run of rows, just before its GEMM, into a small
+// per-thread buffer that stays in L1, for every weight panel in turn: no image-sized column
+// buffer is written and read back. Used when all weight panels fit in L2 (kFusedWeightBytes).
+constexpr int64_t kFusedWeightBytes = 256 << 10;
+
+template <class FillRows>
+void run_gemm_avx2_fused(const Gemm& g, const FillRows& fill_rows) {
+  const int64_t panels = g.padded_channels / kPanel;
+  // Runs of at most kRowsAvx2 rows, as many as a multiple of the thread count (even shares on small maps).
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunks = ((g.m_rows + kRowsAvx2 - 1) / kRowsAvx2 + threads - 1) / threads * threads;
+  const int64_t chunk_rows = (g.m_rows + chunks - 1) / chunks;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint64_t> rows(chunk_rows * g.kw);
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t m0 = chunk * chunk_rows, m1 = std::min(m0 + chunk_rows, g.m_rows);
+      if (m0 >= m1) break;
+      fill_rows(m0, m1, rows.data());
+      for (int64_t panel = 0; panel < panels; ++panel) tile_avx2(g, panel, m0, m1, rows.data());
     }
   });
 }
@@ -370,6 +416,15 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
   static thread_local std::vector<uint64_t> columns;
   static thread_local std::vector<int32_t> row_pattern;
   torch::Tensor border_table;
+  // The im2col state (outlives the block below: the fused AVX2 runner fills rows during the GEMM).
+  std::vector<int64_t> row_cls, col_cls;
+  std::vector<uint32_t> row_masks, col_masks;
+  std::vector<int32_t> pattern_id;
+  const auto* in32 = reinterpret_cast<const uint32_t*>(in);
+  const int64_t pixel32 = pixel_words * 2;
+  const int64_t used32 = taps * c32;
+  std::function<void(int64_t, int64_t, uint64_t*)> fill_rows;  // rows [begin, end) into a buffer
+  bool fused = false;
   if (!direct) {
     // Which taps fall outside the image depends on the output row (vertical) and column
     // (horizontal) separately; each distinct (row class, column class) pair is one pattern.
@@ -387,15 +442,13 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
         if (found == masks.end()) masks.push_back(mask);
       }
     };
-    std::vector<int64_t> row_cls, col_cls;
-    std::vector<uint32_t> row_masks, col_masks;
     classes(oh, h, kernel_h, row_cls, row_masks);
     classes(ow, w, kernel_w, col_cls, col_masks);
     const int64_t patterns = row_masks.size() * col_masks.size();
     border_table = torch::zeros({patterns, padded}, torch::dtype(torch::kInt32));
     const int32_t* sums = border_sums.contiguous().data_ptr<int32_t>();
     int32_t* table = border_table.data_ptr<int32_t>();
-    std::vector<int32_t> pattern_id(patterns, -1);
+    pattern_id.assign(patterns, -1);
     for (size_t rc = 0; rc < row_masks.size(); ++rc) {
       for (size_t cc = 0; cc < col_masks.size(); ++cc) {
         const int64_t id = rc * col_masks.size() + cc;
@@ -410,38 +463,64 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
     // Bit im2col at 32-bit granularity: each tap contributes ceil(C/32) words; out-of-image taps are 0 (+1).
     // Every slot of a row is written here (no separate clearing pass), with plain word loops
     // instead of a memcpy call per tap (c32 is 1 word for the thin 32-channel layers).
-    columns.resize(m_rows * kw);
     row_pattern.resize(m_rows);
-    // Plain pointers for the workers: inside the lambda the thread_local names would be theirs.
-    uint64_t* column_data = columns.data();
-    int32_t* pattern_of_row = row_pattern.data();
-    const auto* in32 = reinterpret_cast<const uint32_t*>(in);
-    const int64_t pixel32 = pixel_words * 2;
-    const int64_t used32 = taps * c32;
-    at::parallel_for(0, m_rows, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t m = begin; m < end; ++m) {
-        const int64_t b = m / (oh * ow), y = m / ow % oh, x = m % ow;
+    const bool thin_3x3 = kernel_h == 3 && kernel_w == 3 && c32 == 1;
+    fill_rows = [&, pattern_of_row = row_pattern.data()](int64_t m_begin, int64_t m_end, uint64_t* out_rows) {
+      int64_t b = m_begin / (oh * ow), y = m_begin / ow % oh, x = m_begin % ow;  // then stepped, not divided
+      for (int64_t m = m_begin; m < m_end; ++m) {
         pattern_of_row[m] = pattern_id[row_cls[y] * col_masks.size() + col_cls[x]];
-        auto* row = reinterpret_cast<uint32_t*>(column_data + m * kw);
-        for (int64_t ky = 0; ky < kernel_h; ++ky) {
-          const int64_t iy = y * stride - padding + ky;
-          const bool row_inside = iy >= 0 && iy < h;
-          for (int64_t kx = 0; kx < kernel_w; ++kx) {
-            const int64_t ix = x * stride - padding + kx;
-            uint32_t* dst = row + (ky * kernel_w + kx) * c32;
-            if (row_inside && ix >= 0 && ix < w) {
-              const uint32_t* src = in32 + ((b * h + iy) * w + ix) * pixel32;
+        auto* row = reinterpret_cast<uint32_t*>(out_rows + (m - m_begin) * kw);
+        const int64_t top = y * stride - padding, left = x * stride - padding;
+        if (thin_3x3 && top >= 0 && top + 3 <= h && left >= 0 && left + 3 <= w) {
+          // The common case of the 32-channel layers: a 3x3 window inside the image, one word per tap.
+          const uint32_t* src = in32 + ((b * h + top) * w + left) * pixel32;
+          for (int64_t ky = 0; ky < 3; ++ky, src += w * pixel32) {
+            row[3 * ky] = src[0];
+            row[3 * ky + 1] = src[pixel32];
+            row[3 * ky + 2] = src[2 * pixel32];
+          }
+          row[9] = 0;  // K = 9 words of 32 bits, rounded up to 64
+        } else if (top >= 0 && top + kernel_h <= h && left >= 0 && left + kernel_w <= w) {
+          // A window inside the image: plain copies, no per-tap bounds checks.
+          uint32_t* dst = row;
+          for (int64_t ky = 0; ky < kernel_h; ++ky) {
+            const uint32_t* src = in32 + ((b * h + top + ky) * w + left) * pixel32;
+            for (int64_t kx = 0; kx < kernel_w; ++kx, src += pixel32, dst += c32)
               for (int64_t i = 0; i < c32; ++i) dst[i] = src[i];
-            } else {
-              for (int64_t i = 0; i < c32; ++i) dst[i] = 0;
+          }
+          if (used32 < 2 * kw) row[used32] = 0;
+        } else {
+          for (int64_t ky = 0; ky < kernel_h; ++ky) {
+            const int64_t iy = y * stride - padding + ky;
+            const bool row_inside = iy >= 0 && iy < h;
+            for (int64_t kx = 0; kx < kernel_w; ++kx) {
+              const int64_t ix = x * stride - padding + kx;
+              uint32_t* dst = row + (ky * kernel_w + kx) * c32;
+              if (row_inside && ix >= 0 && ix < w) {
+                const uint32_t* src = in32 + ((b * h + iy) * w + ix) * pixel32;
+                for (int64_t i = 0; i < c32; ++i) dst[i] = src[i];
+              } else {
+                for (int64_t i = 0; i < c32; ++i) dst[i] = 0;
+              }
             }
           }
+          if (used32 < 2 * kw) row[used32] = 0;  // the half word that rounds K up to 64 bits
         }
-        if (used32 < 2 * kw) row[used32] = 0;  // the half word that rounds K up to 64 bits
+        if (++x == ow) {
+          x = 0;
+          if (++y == oh) y = 0, ++b;
+        }
       }
-    });
+    };
+    fused = path == kAvx2 && kw * padded * static_cast<int64_t>(sizeof(uint64_t)) <= kFusedWeightBytes;
+    if (!fused) {
+      columns.resize(m_rows * kw);
+      // Plain pointer for the workers: inside the lambda the thread_local name would be theirs.
+      uint64_t* column_data = columns.data();
+      at::parallel_for(0, m_rows, 64,
+                       [&](int64_t begin, int64_t end) { fill_rows(begin, end, column_data + begin * kw); });
+    }
   }
-
   auto out = torch::empty({n, out_channels, oh, ow}, torch::dtype(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
   auto scale_c = scale.contiguous(), shift_c = shift.contiguous();
   torch::Tensor slope_c;
@@ -460,7 +539,11 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
          scale_c.data_ptr<float>(),
          shift_c.data_ptr<float>(),
          slope.has_value() ? slope_c.data_ptr<float>() : nullptr};
-  run_gemm(g, path);
+  if (fused) {
+    run_gemm_avx2_fused(g, fill_rows);
+  } else {
+    run_gemm(g, path);
+  }
   return out;
 }
 
