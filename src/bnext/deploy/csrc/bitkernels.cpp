@@ -44,7 +44,7 @@ bool has_avx512() {
 
 bool has_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 struct Gemm {
@@ -107,35 +107,34 @@ __attribute__((target("avx2"))) inline __m256i nibble_counts(__m256i x, __m256i 
   return _mm256_add_epi8(lo, hi);  // popcount of each byte
 }
 
-// 8 int32 from the 64-bit lanes of two vectors (counts are far below 2^31).
-__attribute__((target("avx2"))) inline __m256i narrow_counts(__m256i first, __m256i second) {
-  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-  return _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(first, even),
-                                   _mm256_permutevar8x32_epi32(second, even), 0x20);
-}
-
-// The epilogue of 8 channels of one row; per-channel vectors are loaded once per tile (``Affine8``).
+// The epilogue of 8 channels of one row, with the per-channel vectors of a tile loaded once
+// (``Affine8``): the dot K - 2 count - border is formed exactly in int32, then
+// y = fma(scale, dot, shift) rounds once (finish_one rounds the product and the sum apart).
 struct Affine8 {
   __m256 scale, shift, slope;
 };
 
 __attribute__((target("avx2"))) inline Affine8 load_affine(const Gemm& g, int64_t o) {
-  const __m256 one = _mm256_set1_ps(1.0f);
   return {_mm256_loadu_ps(g.scale + o), _mm256_loadu_ps(g.shift + o),
-          g.slope != nullptr ? _mm256_loadu_ps(g.slope + o) : one};
+          g.slope != nullptr ? _mm256_loadu_ps(g.slope + o) : _mm256_set1_ps(1.0f)};
 }
 
-__attribute__((target("avx2"))) inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts,
-                                                        const Affine8& affine) {
+// 8 int32 counts, in channel order, from the 64-bit lanes of two vectors (counts are far below 2^31).
+__attribute__((target("avx2"))) inline __m256i narrow_counts(__m256i first, __m256i second) {
+  const __m256 pairs = _mm256_shuffle_ps(_mm256_castsi256_ps(first), _mm256_castsi256_ps(second), 0x88);
+  return _mm256_permute4x64_epi64(_mm256_castps_si256(pairs), 0xD8);  // lanes 0 2 1 3
+}
+
+__attribute__((target("avx2,fma"))) inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts,
+                                                            const Affine8& affine) {
   const int64_t left = g.out_channels - o;
   if (left <= 0) return;
-  __m256 dot = _mm256_sub_ps(_mm256_set1_ps(static_cast<float>(g.k_bits)),
-                             _mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_cvtepi32_ps(counts)));
+  __m256i dot = _mm256_sub_epi32(_mm256_set1_epi32(g.k_bits), _mm256_slli_epi32(counts, 1));
   if (g.row_pattern != nullptr && g.row_pattern[m] >= 0) {
     const int32_t* row = g.border + g.row_pattern[m] * g.padded_channels + o;
-    dot = _mm256_sub_ps(dot, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row))));
+    dot = _mm256_sub_epi32(dot, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
   }
-  __m256 y = _mm256_add_ps(_mm256_mul_ps(affine.scale, dot), affine.shift);
+  __m256 y = _mm256_fmadd_ps(affine.scale, _mm256_cvtepi32_ps(dot), affine.shift);
   if (g.slope != nullptr) {
     const __m256 negative = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_NGT_UQ);
     y = _mm256_blendv_ps(y, _mm256_mul_ps(y, affine.slope), negative);
@@ -152,7 +151,7 @@ __attribute__((target("avx2"))) inline void finish_avx2(const Gemm& g, int64_t m
 // Rows [m_begin, m_end) (their A words start at ``rows``) against one weight panel, one
 // 16-channel half at a time, so that the half's epilogue vectors and the popcount constants
 // stay in registers across the rows.
-__attribute__((target("avx2"))) void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end,
+__attribute__((target("avx2,fma"))) void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end,
                                                const uint64_t* rows) {
   const uint64_t* b = g.b + panel * g.kw * kPanel;
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
