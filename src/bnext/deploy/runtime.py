@@ -48,17 +48,28 @@ class PackedBinaryConv(nn.Module):
         self.register_buffer("slope", pad_channels(slope, 1.0), persistent=False)
         self.out_channels = out_channels
         self.path = kernels.path_code(kernel_path)
+        self._bind_kernel_arguments()
+
+    def _bind_kernel_arguments(self) -> None:
+        """The kernel calls' arguments as plain tuples: reading seven buffers through ``nn.Module`` attribute
+        lookup on every call cost ~15 us, 14% of a 1x1 conv at 28 px (measured)."""
+        out_channels, channels, kh, kw = self.shape
+        self._pack_args = (self.input_shift, self.path)
+        self._conv_args = (
+            self.panels, self.border_sums, channels, out_channels, kh, kw,
+            self.stride, self.padding, self.scale, self.shift, self.slope, self.path,
+        )  # fmt: skip
+
+    def _apply(self, fn, recurse: bool = True):
+        module = super()._apply(fn, recurse)
+        self._bind_kernel_arguments()  # .to() / .float() replaced the buffers
+        return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ext = kernels.extension()
         if ext is None or x.device.type != "cpu":
             return self.reference(x)
-        packed = ext.pack_activations(x.float(), self.input_shift, self.path)
-        out_channels, channels, kh, kw = self.shape
-        return ext.binary_conv(
-            packed, self.panels, self.border_sums, channels, out_channels, kh, kw,
-            self.stride, self.padding, self.scale, self.shift, self.slope, self.path,
-        )  # fmt: skip
+        return ext.binary_conv(ext.pack_activations(x.float(), *self._pack_args), *self._conv_args)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The same result with float torch ops (no compiler, or CUDA tensors)."""
