@@ -148,50 +148,55 @@ __attribute__((target("avx2,fma"))) inline void finish_avx2(const Gemm& g, int64
   }
 }
 
-// Rows [m_begin, m_end) (their A words start at ``rows``) against one weight panel, one
-// 16-channel half at a time, so that the half's epilogue vectors and the popcount constants
-// stay in registers across the rows.
-__attribute__((target("avx2,fma"))) void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end,
-                                               const uint64_t* rows) {
-  const uint64_t* b = g.b + panel * g.kw * kPanel;
+// Rows [m_begin, m_end) (their A words start at ``rows``) against one 16-channel half of a
+// weight panel (``bh``). KW > 0 fixes the number of 64-bit words per row at compile time (the
+// 1x1 layers: 1-16 words), so the k loop unrolls; KW = 0 reads it from the GEMM.
+template <int KW>
+__attribute__((target("avx2,fma"))) void half_rows_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin,
+                                                        int64_t m_end, const uint64_t* rows) {
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
                                          2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
+  const int64_t kw = KW > 0 ? KW : g.kw;
+  const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const uint64_t* a = rows + (m - m_begin) * kw;
+    __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
+    for (int64_t k0 = 0; k0 < kw; k0 += kByteSteps) {
+      const int64_t k_end = std::min(kw, k0 + kByteSteps);
+      __m256i bytes[4] = {zero, zero, zero, zero};
+      for (int64_t k = k0; k < k_end; ++k) {
+        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
+        const uint64_t* bk = bh + k * kPanel;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
+          bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
+        }
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
+    }
+    finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
+    finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
+  }
+}
+
+// Rows [m_begin, m_end) against one weight panel, one 16-channel half at a time, so that the
+// half's epilogue vectors and the popcount constants stay in registers across the rows.
+void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end, const uint64_t* rows) {
   for (int half = 0; half < 2; ++half) {
     const int64_t o = panel * kPanel + 16 * half;
     if (o >= g.out_channels) break;
-    const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
-    const uint64_t* bh = b + 16 * half;
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      const uint64_t* a = rows + (m - m_begin) * g.kw;
-      __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
-      if (g.kw == 1) {  // <= 64 input channels of a 1x1 conv: one step, no byte accumulation needed
-        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[0]));
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bh + 4 * j));
-          total[j] = _mm256_sad_epu8(nibble_counts(_mm256_xor_si256(av, bv), table, low), zero);
-        }
-      } else {
-        for (int64_t k0 = 0; k0 < g.kw; k0 += kByteSteps) {
-          const int64_t k_end = std::min(g.kw, k0 + kByteSteps);
-          __m256i bytes[4] = {zero, zero, zero, zero};
-          for (int64_t k = k0; k < k_end; ++k) {
-            const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
-            const uint64_t* bk = bh + k * kPanel;
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-              const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
-              bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
-            }
-          }
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
-        }
-      }
-      finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
-      finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
+    const uint64_t* bh = g.b + panel * g.kw * kPanel + 16 * half;
+    switch (g.kw) {
+      case 1: half_rows_avx2<1>(g, bh, o, m_begin, m_end, rows); break;
+      case 2: half_rows_avx2<2>(g, bh, o, m_begin, m_end, rows); break;
+      case 4: half_rows_avx2<4>(g, bh, o, m_begin, m_end, rows); break;
+      case 8: half_rows_avx2<8>(g, bh, o, m_begin, m_end, rows); break;
+      case 16: half_rows_avx2<16>(g, bh, o, m_begin, m_end, rows); break;
+      default: half_rows_avx2<0>(g, bh, o, m_begin, m_end, rows);
     }
   }
 }
@@ -306,52 +311,62 @@ int64_t choose_path(int64_t requested) {
 }
 
 // ---------------------------------------------------------------- packing
-BNEXT_AVX512 void pack_pixel_avx512(const float* x, const float* bias, int64_t channels, uint64_t* words) {
-  for (int64_t w = 0; w * 64 < channels; ++w) {
-    uint64_t bits = 0;
-    for (int q = 0; q < 4; ++q) {
-      const int64_t c = w * 64 + q * 16;
-      if (c >= channels) break;
-      const int64_t left = channels - c;
-      const __mmask16 keep = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
-      const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(keep, x + c), _mm512_maskz_loadu_ps(keep, bias + c));
-      const __mmask16 negative = _mm512_mask_cmp_ps_mask(keep, v, _mm512_setzero_ps(), _CMP_LT_OQ);
-      bits |= static_cast<uint64_t>(negative) << (16 * q);
+BNEXT_AVX512 void pack_pixels_avx512(const float* x, const float* bias, int64_t channels, int64_t pixels,
+                                     uint64_t* words) {
+  const int64_t word_count = (channels + 63) / 64;
+  for (int64_t p = 0; p < pixels; ++p, x += channels, words += word_count) {
+    for (int64_t w = 0; w * 64 < channels; ++w) {
+      uint64_t bits = 0;
+      for (int q = 0; q < 4; ++q) {
+        const int64_t c = w * 64 + q * 16;
+        if (c >= channels) break;
+        const int64_t left = channels - c;
+        const __mmask16 keep = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(keep, x + c), _mm512_maskz_loadu_ps(keep, bias + c));
+        const __mmask16 negative = _mm512_mask_cmp_ps_mask(keep, v, _mm512_setzero_ps(), _CMP_LT_OQ);
+        bits |= static_cast<uint64_t>(negative) << (16 * q);
+      }
+      words[w] = bits;
     }
-    words[w] = bits;
   }
 }
 
 // 8 channels per compare: movemask gives their sign bits (x + bias < 0), masked loads for the tail.
-__attribute__((target("avx2"))) void pack_pixel_avx2(const float* x, const float* bias, int64_t channels,
-                                                    uint64_t* words) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int64_t w = 0; w * 64 < channels; ++w) {
-    uint64_t bits = 0;
-    for (int q = 0; q < 8; ++q) {
-      const int64_t c = w * 64 + q * 8;
-      if (c >= channels) break;
-      const int64_t left = channels - c;
-      __m256 v;
-      if (left >= 8) {
-        v = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
-      } else {
-        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane);
-        v = _mm256_add_ps(_mm256_maskload_ps(x + c, keep), _mm256_maskload_ps(bias + c, keep));  // 0 beyond: bit 0
+__attribute__((target("avx2"))) void pack_pixels_avx2(const float* x, const float* bias, int64_t channels, int64_t pixels,
+                                                     uint64_t* words) {
+  const int64_t word_count = (channels + 63) / 64;
+  for (int64_t p = 0; p < pixels; ++p, x += channels, words += word_count) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t w = 0; w * 64 < channels; ++w) {
+      uint64_t bits = 0;
+      for (int q = 0; q < 8; ++q) {
+        const int64_t c = w * 64 + q * 8;
+        if (c >= channels) break;
+        const int64_t left = channels - c;
+        __m256 v;
+        if (left >= 8) {
+          v = _mm256_add_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(bias + c));
+        } else {
+          const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane);
+          v = _mm256_add_ps(_mm256_maskload_ps(x + c, keep), _mm256_maskload_ps(bias + c, keep));  // 0 beyond: bit 0
+        }
+        const int negative = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+        bits |= static_cast<uint64_t>(negative) << (8 * q);
       }
-      const int negative = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-      bits |= static_cast<uint64_t>(negative) << (8 * q);
+      words[w] = bits;
     }
-    words[w] = bits;
   }
 }
 
-void pack_pixel_portable(const float* x, const float* bias, int64_t channels, uint64_t* words) {
-  for (int64_t w = 0; w * 64 < channels; ++w) {
-    uint64_t bits = 0;
-    const int64_t end = std::min<int64_t>(64, channels - w * 64);
-    for (int64_t i = 0; i < end; ++i) bits |= static_cast<uint64_t>(x[w * 64 + i] + bias[w * 64 + i] < 0.0f) << i;
-    words[w] = bits;
+void pack_pixels_portable(const float* x, const float* bias, int64_t channels, int64_t pixels, uint64_t* words) {
+  const int64_t word_count = (channels + 63) / 64;
+  for (int64_t p = 0; p < pixels; ++p, x += channels, words += word_count) {
+    for (int64_t w = 0; w * 64 < channels; ++w) {
+      uint64_t bits = 0;
+      const int64_t end = std::min<int64_t>(64, channels - w * 64);
+      for (int64_t i = 0; i < end; ++i) bits |= static_cast<uint64_t>(x[w * 64 + i] + bias[w * 64 + i] < 0.0f) << i;
+      words[w] = bits;
+    }
   }
 }
 
@@ -372,14 +387,15 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor bias, int64_t path
   const float* b = shift.data_ptr<float>();
   auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
   at::parallel_for(0, n * h * w, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      if (path == kAvx512) {
-        pack_pixel_avx512(src + p * channels, b, channels, dst + p * words);
-      } else if (path == kAvx2) {
-        pack_pixel_avx2(src + p * channels, b, channels, dst + p * words);
-      } else {
-        pack_pixel_portable(src + p * channels, b, channels, dst + p * words);
-      }
+    // One call per range of pixels: the ISA-specific loops cannot be inlined into this generic lambda.
+    const float* first = src + begin * channels;
+    uint64_t* out_words = dst + begin * words;
+    if (path == kAvx512) {
+      pack_pixels_avx512(first, b, channels, end - begin, out_words);
+    } else if (path == kAvx2) {
+      pack_pixels_avx2(first, b, channels, end - begin, out_words);
+    } else {
+      pack_pixels_portable(first, b, channels, end - begin, out_words);
     }
   });
   return out;
