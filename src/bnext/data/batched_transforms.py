@@ -58,15 +58,20 @@ def random_resized_crop_boxes(sizes: torch.Tensor, generator: torch.Generator) -
 
 
 def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """torchvision's antialiased bilinear resize of one (3, H, W) uint8 image; uint8-valued float (3, h, w).
+    """torchvision's antialiased bilinear resize of one (3, H, W) uint8 image.
 
-    CPU resizes uint8 directly (torchvision's fast path, rounded); other devices resize in float and round.
+    CPU resizes the uint8 image directly (torchvision's fast path, rounded, uint8 out); other
+    devices resize in float (not yet rounded): ``as_levels`` finishes a stacked batch in one pass.
     """
     if image.device.type == "cpu":
-        out = F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-        return out[0].float()
+        return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)[0]
     out = F.interpolate(image[None].float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return out[0].round_().clamp_(0, 255)
+    return out[0]
+
+
+def as_levels(batch: torch.Tensor) -> torch.Tensor:
+    """Stacked ``resize`` outputs as float holding uint8 values (one conversion or rounding per batch)."""
+    return batch.float() if batch.dtype == torch.uint8 else batch.round_().clamp_(0, 255)
 
 
 def resized_crops(images: list[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -74,7 +79,7 @@ def resized_crops(images: list[torch.Tensor], boxes: torch.Tensor, size: int) ->
     out = []
     for image, (top, left, height, width) in zip(images, boxes.tolist(), strict=True):
         out.append(resize(image[:, top : top + height, left : left + width], size, size))
-    return torch.stack(out)
+    return as_levels(torch.stack(out))
 
 
 def resize_center_crop(images: list[torch.Tensor], size: int, crop_ratio: float = 0.875) -> torch.Tensor:
@@ -89,7 +94,7 @@ def resize_center_crop(images: list[torch.Tensor], size: int, crop_ratio: float 
             new_h, new_w = short, int(short * width / height)
         top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
         out.append(resize(image, new_h, new_w)[:, top : top + size, left : left + size])
-    return torch.stack(out)
+    return as_levels(torch.stack(out))
 
 
 def flip(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
