@@ -93,9 +93,13 @@ def _batch_transforms(cfg: dict[str, Any]) -> tuple[BatchTransform, BatchTransfo
     return BatchTransform(kind, size, *stats, crop_ratio=1.0), BatchTransform("eval", size, *stats, crop_ratio=1.0)
 
 
-def _folder_loaders(name: str, cfg: dict[str, Any], pipeline: str, batch: int, device: torch.device, **common):
-    """(train, val, classes) loaders for an image-folder dataset through the chosen pipeline."""
-    shards = {k: common[k] for k in ("seed", "rank", "world", "num_workers")}
+def _folder_loaders(
+    name: str, cfg: dict[str, Any], pipeline: str, batch: int, device: torch.device, repeats: int, **shards: Any
+):
+    """(train, val, classes) loaders for an image-folder dataset through the chosen pipeline.
+
+    ``shards``: the FileLoader arguments both splits share (seed, rank, world, num_workers).
+    """
     if pipeline == "cpu":
         train_set, val_set = _folder_datasets(name, cfg)
     else:
@@ -105,7 +109,7 @@ def _folder_loaders(name: str, cfg: dict[str, Any], pipeline: str, batch: int, d
     if cfg["subset"]:
         train_set.samples = train_set.samples[: cfg["subset"]]
         train_set.targets = train_set.targets[: cfg["subset"]]
-    train = FileLoader(train_set, batch, True, repeats=common["repeats"], **shards)
+    train = FileLoader(train_set, batch, True, repeats=repeats, **shards)
     val = FileLoader(val_set, batch, False, **shards)
     if pipeline == "gpu":
         train_tf, val_tf = _batch_transforms(cfg)
@@ -129,18 +133,8 @@ def build_data(config: dict[str, Any], rank: int = 0, world: int = 1, device: to
     if name in ("imagenet", "folder"):
         target = device or torch.device("cpu")
         pipeline = resolve_pipeline(cfg["pipeline"], target)
-        train, val, classes = _folder_loaders(
-            name,
-            cfg,
-            pipeline,
-            batch,
-            target,
-            seed=seed,
-            rank=rank,
-            world=world,
-            num_workers=cfg["num_workers"],
-            repeats=repeats,
-        )
+        shards = dict(seed=seed, rank=rank, world=world, num_workers=cfg["num_workers"])
+        train, val, classes = _folder_loaders(name, cfg, pipeline, batch, target, repeats, **shards)
         return DataBundle(
             train, val, len(classes), classes, augment.IMAGENET_MEAN, augment.IMAGENET_STD, cfg["image_size"], pipeline
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -125,8 +126,12 @@ class BatchTransform:
     def __post_init__(self) -> None:
         if self.kind not in ("imagenet", "cifar", "eval"):
             raise ValueError(f"unknown batch transform {self.kind!r}")
-        if self.randaugment:
-            RandAugmentSpec.parse(self.randaugment)  # fail at build time on an unsupported string
+        _ = self.randaugment_spec  # fail at build time on an unsupported string
+
+    @cached_property
+    def randaugment_spec(self) -> RandAugmentSpec | None:
+        """The parsed ``randaugment`` string (once, not per batch); None when RandAugment is off."""
+        return RandAugmentSpec.parse(self.randaugment) if self.randaugment else None
 
     def __call__(self, images: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         """Normalized float (N, 3, size, size) on the images' device."""
@@ -138,8 +143,8 @@ class BatchTransform:
             boxes = random_resized_crop_boxes(image_sizes(images), generator)
             flips = torch.rand(len(images), generator=generator) < 0.5
             out = flip(resized_crops(images, boxes, self.size), flips)
-            if self.randaugment:
+            if self.randaugment_spec is not None:
                 fill = torch.tensor([round(255 * m) for m in self.mean], dtype=torch.float32)
-                out = rand_augment(out, RandAugmentSpec.parse(self.randaugment), generator, fill)
+                out = rand_augment(out, self.randaugment_spec, generator, fill)
         device = out.device
         return normalize(out, torch.tensor(self.mean, device=device), torch.tensor(self.std, device=device))

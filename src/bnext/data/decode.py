@@ -50,8 +50,9 @@ def _decode_jpeg_one(data: torch.Tensor, device: torch.device) -> torch.Tensor |
 def decode_batch(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
     """Decode file bytes to RGB uint8 (3, H, W) tensors on ``device``; None for unreadable files."""
     out: list[torch.Tensor | None] = [None] * len(encoded)
-    jpegs = [i for i, data in enumerate(encoded) if is_jpeg(data)]
-    others = sorted(set(range(len(encoded))) - set(jpegs))
+    jpeg = [is_jpeg(data) for data in encoded]
+    jpegs = [i for i, flag in enumerate(jpeg) if flag]
+    others = [i for i, flag in enumerate(jpeg) if not flag]
     if jpegs:
         try:
             decoded = decode_jpeg([encoded[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)

@@ -57,16 +57,12 @@ def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
     return images, labels, skipped
 
 
-class EncodedImageFolder(ImageFolder):
+class EncodedImageFolder(SafeImageFolder):
     """An image-folder dataset whose samples are the files' raw bytes (for decoding in batches on a device).
 
     A worker only reads bytes; an unreadable file gives an empty tensor, which the
     decoder counts as skipped.
     """
-
-    def __init__(self, root: str | Path) -> None:
-        check_image_folder(Path(root))
-        super().__init__(str(root))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
@@ -74,9 +70,8 @@ class EncodedImageFolder(ImageFolder):
             data = Path(path).read_bytes()
         except OSError:
             data = b""
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(
-            0, dtype=torch.uint8
-        ), target
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        return encoded, target
 
 
 def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

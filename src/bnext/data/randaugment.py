@@ -46,7 +46,6 @@ INCREASING_OPS = tuple(
 """timm's ``_RAND_INCREASING_TRANSFORMS`` (``inc1``)."""
 
 GEOMETRIC_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"})
-SIGNED_OPS = GEOMETRIC_OPS | {f"{n}Increasing" for n in ("Color", "Contrast", "Brightness", "Sharpness")}
 LEVEL_DENOM = 10.0
 TRANSLATE_PCT = 0.45  # timm's default ``translate_pct``
 
@@ -304,10 +303,10 @@ def rand_augment(
             if not len(chosen):
                 continue
             arg = op_argument(name, draws.magnitude[layer, chosen], draws.negate[layer, chosen])
-            rows = chosen.to(out.device, non_blocking=True)
             if name in GEOMETRIC_OPS:
                 geometric.append((chosen, pil_affine(name, arg, height, width), draws.bicubic[layer, chosen]))
             else:
+                rows = chosen.to(out.device, non_blocking=True)
                 out[rows] = color_op(name, out[rows], arg.to(out.device, non_blocking=True))
         if geometric:
             chosen = torch.cat([g[0] for g in geometric])

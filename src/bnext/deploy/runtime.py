@@ -51,8 +51,8 @@ class PackedBinaryConv(nn.Module):
         self._bind_kernel_arguments()
 
     def _bind_kernel_arguments(self) -> None:
-        """The kernel calls' arguments as plain tuples: reading seven buffers through ``nn.Module`` attribute
-        lookup on every call cost ~15 us, 14% of a 1x1 conv at 28 px (measured)."""
+        """The kernel calls' arguments as plain tuples: reading the buffers through ``nn.Module`` attribute
+        lookup on every call cost ~10 us (measured on a 128-channel 1x1 conv at 28 px: 110 -> 100 us)."""
         out_channels, channels, kh, kw = self.shape
         self._pack_args = (self.input_shift, self.path)
         self._conv_args = (
