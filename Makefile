@@ -21,13 +21,15 @@ $(STAMP): pyproject.toml requirements.lock | system
 
 install: $(STAMP)
 
-# Debian packages the commands need and this machine lacks: the dataset, and a C++ compiler
-# and ninja for the packed kernels (without them the runtime falls back to torch ops).
+# Debian packages the commands need and this machine lacks: the dataset, a C++ compiler
+# and ninja for the packed kernels (without them the runtime falls back to torch ops), and
+# SIMDe's headers, with which the tests check the AVX-512 kernel paths on CPUs without AVX-512.
 system:
 	@missing=""; \
 	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
 	command -v ninja >/dev/null 2>&1 || missing="$$missing ninja-build"; \
+	[ -f /usr/include/simde/x86/avx512.h ] || missing="$$missing libsimde-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null; \

@@ -26,15 +26,25 @@ from bnext.deploy.packing import (
 from bnext.errors import UserError
 from bnext.loading import model_from_checkpoint
 
-PATHS = ["portable", "avx2", "avx512"]
+PATHS = ["portable", "avx2", "avx512bw", "avx512"]
+# Every path natively where the CPU has it, and the SIMD paths again in the emulated build (SIMDe), so that
+# the AVX-512 code is checked on CPUs without AVX-512 too.
+KERNEL_CASES = [pytest.param("native", p, id=p) for p in PATHS] + [
+    pytest.param("emulated", p, id=f"emulated-{p}") for p in PATHS[1:]
+]
 
 
-def kernel_module(path):
+def kernel_module(build, path):
+    if build == "emulated":
+        ext = kernels.emulated_extension()
+        if ext is None:
+            pytest.skip(f"SIMDe headers ({kernels.SIMDE_HEADER}; Debian: libsimde-dev) absent: no emulated build")
+        return ext
     ext = kernels.extension()
     if ext is None:
         pytest.skip("the C++ kernels could not be built here (no compiler): only the torch fallback is tested")
     if path not in kernels.supported_paths():
-        pytest.skip(f"this CPU lacks the {path} instructions; that dispatch path is not run")
+        pytest.skip(f"this CPU lacks the {path} instructions; that path runs here only in the emulated build")
     return ext
 
 
@@ -65,9 +75,9 @@ def long_k_layers(generator):
         yield x, torch.randn(c, generator=generator) * 0.1, torch.randn(o, c, k, k, generator=generator), 1, k // 2
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_kernel_integer_output_equals_float_conv_of_signs(path):
-    ext = kernel_module(path)
+@pytest.mark.parametrize(("build", "path"), KERNEL_CASES)
+def test_kernel_integer_output_equals_float_conv_of_signs(build, path):
+    ext = kernel_module(build, path)
     code = kernels.path_code(path)
     generator = torch.Generator().manual_seed(PATHS.index(path))
     layers = [random_layer(generator) for _ in range(25)] + list(long_k_layers(generator))
@@ -84,9 +94,9 @@ def test_kernel_integer_output_equals_float_conv_of_signs(path):
         assert torch.equal(out, reference), (tuple(x.shape), tuple(weight.shape), stride)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_activation_packing_sets_the_bits_of_negative_values(path):
-    ext = kernel_module(path)
+@pytest.mark.parametrize(("build", "path"), KERNEL_CASES)
+def test_activation_packing_sets_the_bits_of_negative_values(build, path):
+    ext = kernel_module(build, path)
     generator = torch.Generator().manual_seed(11)
     for channels in (1, 7, 8, 9, 63, 64, 65, 130):
         x = torch.randn(2, channels, 3, 5, generator=generator)
@@ -101,9 +111,9 @@ def test_activation_packing_sets_the_bits_of_negative_values(path):
         assert not bits.flatten(-2)[..., channels:].any()  # padding bits stay clear
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_kernel_epilogue_matches_the_reference_path(path):
-    ext = kernel_module(path)
+@pytest.mark.parametrize(("build", "path"), KERNEL_CASES)
+def test_kernel_epilogue_matches_the_reference_path(build, path):
+    ext = kernel_module(build, path)
     generator = torch.Generator().manual_seed(7)
     x, shift, weight, _, _ = random_layer(generator)
     o, c, k, _ = weight.shape
@@ -143,6 +153,21 @@ def test_packed_runtime_matches_pytorch_eval(tmp_path, model_name, trained_check
     assert torch.equal(logits.argmax(1), expected.argmax(1))
     assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
     assert packed(images[:1]).shape == (1, 4)  # any batch size
+
+
+def test_every_kernel_path_gives_the_same_logits_and_a_missing_one_is_refused(tmp_path, trained_checkpoint):
+    kernel_module("native", "portable")
+    path = export_checkpoint(trained_checkpoint("bnext_tiny"), tmp_path / "m.bnx").path
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    fastest = load(path)(images)
+    for name in kernels.supported_paths():
+        torch.testing.assert_close(load(path, kernel_path=name)(images), fastest, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown kernel path 'avx1024'"):
+        load(path, kernel_path="avx1024")
+    lacking = [name for name in PATHS if name not in kernels.supported_paths()]
+    if lacking:  # none lacking on an AVX-512 VPOPCNTDQ CPU
+        with pytest.raises(ValueError, match=f"cannot run the '{lacking[0]}' kernels; it runs portable"):
+            load(path, kernel_path=lacking[0])
 
 
 def test_ptq_checkpoint_exports_integers_and_runs(tmp_path, capsys, trained_checkpoint):
@@ -253,7 +278,7 @@ def test_packed_runtime_matches_module_ablations(model_name, kwargs):
 def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_checkpoint):
     """bitkernels' unit_tail (gate, BN2, ELM product, residual in one call) against the same tail in torch ops,
     for every unit kind of the model: plain and ELM-Attention, stride 1 and 2, batch 3, non-square maps."""
-    kernel_module("portable")
+    kernel_module("native", "portable")
     packed = load(export_checkpoint(trained_checkpoint(model_name), tmp_path / "m.bnx").path)
     units = [m for m in packed.modules() if isinstance(m, FusedUnit)]
     assert units and all(unit.native_gate is not None for unit in units)
@@ -273,7 +298,7 @@ def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_ch
 
 def test_fused_blocks_write_the_concatenation_in_place(tmp_path, trained_checkpoint):
     """A channel-doubling BNext block's FFN units write their halves of the output: equal to torch.cat."""
-    kernel_module("portable")
+    kernel_module("native", "portable")
     packed = load(export_checkpoint(trained_checkpoint("bnext_tiny"), tmp_path / "m.bnx").path)
     blocks = [m for m in packed.modules() if isinstance(m, FusedBlock) and len(m.ffn) > 1]
     assert blocks

@@ -4,7 +4,9 @@ The extension is compiled with the system C++ compiler into
 ``$BNEXT_KERNEL_CACHE`` (default ``~/.cache/bnext/kernels``), keyed by a hash of
 the source, so a second process loads it in milliseconds. Without a working
 compiler the runtime uses :func:`reference_binary_conv` (same results, float
-math) and warns once.
+math) and warns once. :func:`emulated_extension` builds the same source with
+every x86 intrinsic emulated (SIMDe), so that tests check the AVX-512 paths on
+CPUs without AVX-512.
 """
 
 from __future__ import annotations
@@ -21,21 +23,22 @@ import torch
 import torch.nn.functional as F
 
 SOURCES = [Path(__file__).resolve().parent / "csrc" / name for name in ("bitkernels.cpp", "unit_tail.cpp")]
-PATH_NAMES = {0: "portable", 1: "avx2", 2: "avx512"}
+# "avx512" is the VPOPCNTDQ path; "avx512bw" serves AVX-512 CPUs without VPOPCNTDQ (Skylake-X, Cascade Lake).
+PATH_NAMES = {0: "portable", 1: "avx2", 2: "avx512", 3: "avx512bw"}
 AUTO = -1
+# SIMDe, the portable implementation of x86 intrinsics the emulated build uses (Debian: libsimde-dev).
+SIMDE_HEADER = Path(os.environ.get("BNEXT_SIMDE_INCLUDE", "/usr/include")) / "simde" / "x86" / "avx512.h"
 
 
-def _cache_dir() -> Path:
+def _cache_dir(variant: str) -> Path:
     root = Path(os.environ.get("BNEXT_KERNEL_CACHE", Path.home() / ".cache" / "bnext" / "kernels"))
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + torch.__version__.encode()).hexdigest()[:16]
-    folder = root / digest
+    folder = root / variant / digest
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-@cache
-def extension() -> ModuleType | None:
-    """The compiled kernels, or None (with a warning) when they cannot be built here."""
+def _build(name: str, defines: list[str]) -> ModuleType:
     # Importing torch's extension tooling on a machine without CUDA logs "No CUDA runtime is
     # found": true and irrelevant for CPU kernels, so keep it out of the user's output.
     quiet = logging.getLogger("torch.utils.cpp_extension")
@@ -45,13 +48,22 @@ def extension() -> ModuleType | None:
         from torch.utils.cpp_extension import load
 
         return load(
-            name="bnext_bitkernels",
+            name=name,
             sources=[str(p) for p in SOURCES],
-            build_directory=str(_cache_dir()),
-            extra_cflags=["-O3", "-fopenmp"],
+            build_directory=str(_cache_dir(name)),
+            extra_cflags=["-O3", "-fopenmp", *defines],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
+    finally:
+        quiet.setLevel(level)
+
+
+@cache
+def extension() -> ModuleType | None:
+    """The compiled kernels, or None (with a warning) when they cannot be built here."""
+    try:
+        return _build("bnext_bitkernels", [])
     except Exception as error:  # any build failure means: use the fallback
         warnings.warn(
             f"bnext: the packed C++ kernels could not be built ({type(error).__name__}: {str(error)[:300]}); "
@@ -60,12 +72,26 @@ def extension() -> ModuleType | None:
             stacklevel=2,
         )
         return None
-    finally:
-        quiet.setLevel(level)
+
+
+@cache
+def emulated_extension() -> ModuleType | None:
+    """The kernels built with every x86 intrinsic emulated in portable C (SIMDe): all paths run on any CPU.
+
+    Slow, and for tests only: it checks the logic of the AVX-512 paths where the CPU lacks them (not their
+    speed, nor the compiler's native code for them). None when the SIMDe headers are not installed; a build
+    error with them installed is raised, not hidden.
+    """
+    if not SIMDE_HEADER.exists():
+        return None
+    return _build("bnext_bitkernels_emulated", ["-DBNEXT_EMULATE_X86", f"-I{SIMDE_HEADER.parents[2]}"])
 
 
 def supported_paths() -> list[str]:
-    """Kernel paths this CPU can run (e.g. ["portable", "avx2", "avx512"]); empty without the extension."""
+    """Kernel paths this CPU can run, slowest first (e.g. ["portable", "avx2", "avx512bw", "avx512"]).
+
+    Empty without the extension.
+    """
     ext = extension()
     return [PATH_NAMES[p] for p in ext.supported_paths()] if ext is not None else []
 
@@ -89,6 +115,18 @@ def path_code(name: str | None) -> int:
     if name not in codes:
         raise ValueError(f"unknown kernel path {name!r}: choose one of {', '.join(codes)}")
     return codes[name]
+
+
+def runnable_path_code(name: str | None) -> int:
+    """:func:`path_code` for a path this CPU must run: a path it lacks is refused, naming the ones it has."""
+    code = path_code(name)
+    paths = supported_paths()
+    if name is not None and paths and name not in paths:
+        raise ValueError(
+            f"this CPU cannot run the {name!r} kernels; it runs {', '.join(paths)}: pass one of those, "
+            "or None for the fastest"
+        )
+    return code
 
 
 def reference_binary_conv(

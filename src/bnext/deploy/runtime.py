@@ -47,7 +47,7 @@ class PackedBinaryConv(nn.Module):
         self.register_buffer("shift", pad_channels(tensor["shift"]), persistent=False)
         self.register_buffer("slope", pad_channels(slope, 1.0), persistent=False)
         self.out_channels = out_channels
-        self.path = kernels.path_code(kernel_path)
+        self.path = kernels.runnable_path_code(kernel_path)
         self._bind_kernel_arguments()
 
     def _bind_kernel_arguments(self) -> None:
@@ -109,7 +109,11 @@ def _restore_quantized(model: nn.Module, entries: dict[str, Entry]) -> set[str]:
 
 
 def load(path: str | Path, kernel_path: str | None = None) -> PackedModel:
-    """The callable packed model of a ``.bnx`` file (``kernel_path`` forces "avx512", "avx2" or "portable")."""
+    """The callable packed model of a ``.bnx`` file.
+
+    ``kernel_path`` forces one of :func:`bnext.deploy.kernels.supported_paths` ("avx512", "avx512bw", "avx2",
+    "portable"); None takes the fastest this CPU runs.
+    """
     header, entries = read_bnx(path)
     return build_packed_model(header, entries, kernel_path, source=str(path))
 

@@ -12,14 +12,29 @@
 // with zero padding exactly. The epilogue applies y = scale[o] * dot + shift[o] and an
 // optional PReLU (folded BatchNorm + activation) and writes float NHWC.
 //
-// Three code paths, chosen at run time from the CPU's flags: AVX-512 VPOPCNTDQ (6x32 tiles
-// in 24 zmm accumulators, popcount per 64-bit lane), AVX2 (nibble-table popcount, byte counts
-// summed before vpsadbw, vectorized epilogue) and
-// portable C++. Work is split over torch's intra-op threads (at::parallel_for).
+// Four code paths, chosen at run time from the CPU's flags: AVX-512 VPOPCNTDQ (6x32 tiles
+// in 24 zmm accumulators, popcount per 64-bit lane), AVX-512BW for AVX-512 CPUs without
+// VPOPCNTDQ (Skylake-X, Cascade Lake: 4x32 tiles, nibble-table popcount), AVX2 (nibble-table
+// popcount, byte counts summed before vpsadbw, vectorized epilogue) and portable C++. Work is
+// split over torch's intra-op threads (at::parallel_for).
+//
+// Built with BNEXT_EMULATE_X86 (the test build, kernels.emulated_extension), every x86
+// intrinsic comes from SIMDe's portable C implementation and every path reports itself as
+// supported, so the AVX-512 paths are checked on CPUs that cannot run them. The intrinsics
+// used here are therefore limited to those SIMDe 0.7.4 (Debian bookworm's libsimde-dev) has.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+
+#ifdef BNEXT_EMULATE_X86
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#include <simde/x86/fma.h>
+#define BNEXT_TARGET(features)
+#else
 #include <immintrin.h>
+#define BNEXT_TARGET(features) __attribute__((target(features)))
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -33,19 +48,28 @@ constexpr int64_t kPanel = 32;  // output channels per weight panel
 constexpr int64_t kRowsAvx512 = 6;
 constexpr int64_t kRowsAvx2 = 16;  // rows per AVX2 call: the panel's epilogue vectors load once per run
 
-enum Path : int64_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+constexpr int64_t kRowsAvx512Bw = 4;   // 16 byte accumulators + popcount constants fit the 32 zmm registers
 
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vpopcntdq");
-}
+// kAvx512 is the VPOPCNTDQ path; its code stays 2 so that files and results that name it keep their meaning.
+enum Path : int64_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bw = 3 };
 
+#ifdef BNEXT_EMULATE_X86
+bool has_avx2() { return true; }
+bool has_avx512bw() { return true; }
+bool has_avx512() { return true; }
+#else
 bool has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+
+bool has_avx512bw() {
+  return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+}
+
+bool has_avx512() { return has_avx512bw() && __builtin_cpu_supports("avx512vpopcntdq"); }
+#endif
 
 struct Gemm {
   const uint64_t* a;           // [m_rows][kw]
@@ -101,7 +125,7 @@ void tile_portable(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_
 // with the same float operations as finish_one.
 constexpr int64_t kByteSteps = 31;
 
-__attribute__((target("avx2"))) inline __m256i nibble_counts(__m256i x, __m256i table, __m256i low) {
+BNEXT_TARGET("avx2") inline __m256i nibble_counts(__m256i x, __m256i table, __m256i low) {
   const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
   const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
   return _mm256_add_epi8(lo, hi);  // popcount of each byte
@@ -114,19 +138,18 @@ struct Affine8 {
   __m256 scale, shift, slope;
 };
 
-__attribute__((target("avx2"))) inline Affine8 load_affine(const Gemm& g, int64_t o) {
+BNEXT_TARGET("avx2") inline Affine8 load_affine(const Gemm& g, int64_t o) {
   return {_mm256_loadu_ps(g.scale + o), _mm256_loadu_ps(g.shift + o),
           g.slope != nullptr ? _mm256_loadu_ps(g.slope + o) : _mm256_set1_ps(1.0f)};
 }
 
 // 8 int32 counts, in channel order, from the 64-bit lanes of two vectors (counts are far below 2^31).
-__attribute__((target("avx2"))) inline __m256i narrow_counts(__m256i first, __m256i second) {
+BNEXT_TARGET("avx2") inline __m256i narrow_counts(__m256i first, __m256i second) {
   const __m256 pairs = _mm256_shuffle_ps(_mm256_castsi256_ps(first), _mm256_castsi256_ps(second), 0x88);
   return _mm256_permute4x64_epi64(_mm256_castps_si256(pairs), 0xD8);  // lanes 0 2 1 3
 }
 
-__attribute__((target("avx2,fma"))) inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts,
-                                                            const Affine8& affine) {
+BNEXT_TARGET("avx2,fma") inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts, const Affine8& affine) {
   const int64_t left = g.out_channels - o;
   if (left <= 0) return;
   __m256i dot = _mm256_sub_epi32(_mm256_set1_epi32(g.k_bits), _mm256_slli_epi32(counts, 1));
@@ -152,8 +175,8 @@ __attribute__((target("avx2,fma"))) inline void finish_avx2(const Gemm& g, int64
 // weight panel (``bh``). KW > 0 fixes the number of 64-bit words per row at compile time (the
 // 1x1 layers: 1-16 words), so the k loop unrolls; KW = 0 reads it from the GEMM.
 template <int KW>
-__attribute__((target("avx2,fma"))) void half_rows_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin,
-                                                        int64_t m_end, const uint64_t* rows) {
+BNEXT_TARGET("avx2,fma") void half_rows_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin, int64_t m_end,
+                                              const uint64_t* rows) {
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
                                          2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
@@ -201,65 +224,91 @@ void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end, con
   }
 }
 
-// ---------------------------------------------------------------- AVX-512 VPOPCNTDQ
-#define BNEXT_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx512vpopcntdq")))
+// ---------------------------------------------------------------- AVX-512 (VPOPCNTDQ and BW)
+// One tile body for both AVX-512 paths: with VPOPCNTDQ each 64-bit lane is counted directly;
+// without it (kVpopcnt false: Skylake-X, Cascade Lake) bytes are counted with the AVX2 path's
+// nibble table on 64-byte vectors and summed per 64-bit lane by vpsadbw every kByteSteps k
+// steps. The epilogue narrows the 64-bit lane counts and shares finish_avx2, so every x86 path
+// computes the same floats. The target below names VPOPCNTDQ for both instantiations (one body
+// needs one attribute); only the kVpopcnt one contains a popcount instruction, as the
+// `if constexpr` keeps the other free of it (objdump of the build: no vpopcntq in
+// tile_avx512<false>). kRowsAvx512Bw = 4 rows: GCC 12 keeps 13 of the 16 byte accumulators in
+// registers and spills 3 in the k loop; 6 rows would spill most of them.
+#define BNEXT_AVX512BW BNEXT_TARGET("avx2,fma,avx512f,avx512dq,avx512vl,avx512bw")
 
-BNEXT_AVX512 void tile_avx512(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_t>& spare) {
-  constexpr int64_t R = kRowsAvx512;
+BNEXT_AVX512BW inline __m512i nibble_counts_512(__m512i x, __m512i table, __m512i low) {
+  const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(x, low));
+  const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(x, 4), low));
+  return _mm512_add_epi8(lo, hi);  // popcount of each byte
+}
+
+template <bool kVpopcnt>
+BNEXT_TARGET("avx2,fma,avx512f,avx512dq,avx512vl,avx512bw,avx512vpopcntdq")
+void tile_avx512(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_t>& spare) {
+  constexpr int R = kVpopcnt ? kRowsAvx512 : kRowsAvx512Bw;
   const uint64_t* a = tile_rows(g, m0, R, spare);
   const uint64_t* b = g.b + panel * g.kw * kPanel;
   const int64_t kw = g.kw;
-  __m512i acc[R][4];
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  __m512i total[R][4];  // 64-bit counts, 8 channels each
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < kw; ++k) {
-    const uint64_t* bk = b + k * kPanel;
-    const __m512i b0 = _mm512_loadu_si512(bk);
-    const __m512i b1 = _mm512_loadu_si512(bk + 8);
-    const __m512i b2 = _mm512_loadu_si512(bk + 16);
-    const __m512i b3 = _mm512_loadu_si512(bk + 24);
+    for (int j = 0; j < 4; ++j) total[r][j] = zero;
+  // k steps per pass: all of K for 64-bit lane counts; 31 for byte counts (at most 8 per step, 255 per byte).
+  const int64_t steps = kVpopcnt ? kw : kByteSteps;
+  for (int64_t k0 = 0; k0 < kw; k0 += steps) {
+    const int64_t k_end = std::min(kw, k0 + steps);
+    __m512i acc[R][4];
 #pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[r * kw + k]));
-      acc[r][0] = _mm512_add_epi64(acc[r][0], _mm512_popcnt_epi64(_mm512_xor_si512(av, b0)));
-      acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_popcnt_epi64(_mm512_xor_si512(av, b1)));
-      acc[r][2] = _mm512_add_epi64(acc[r][2], _mm512_popcnt_epi64(_mm512_xor_si512(av, b2)));
-      acc[r][3] = _mm512_add_epi64(acc[r][3], _mm512_popcnt_epi64(_mm512_xor_si512(av, b3)));
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[r][j] = zero;
+    for (int64_t k = k0; k < k_end; ++k) {
+      const uint64_t* bk = b + k * kPanel;
+      const __m512i bv[4] = {_mm512_loadu_si512(bk), _mm512_loadu_si512(bk + 8), _mm512_loadu_si512(bk + 16),
+                             _mm512_loadu_si512(bk + 24)};
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[r * kw + k]));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const __m512i mismatches = _mm512_xor_si512(av, bv[j]);
+          if constexpr (kVpopcnt) {
+            acc[r][j] = _mm512_add_epi64(acc[r][j], _mm512_popcnt_epi64(mismatches));
+          } else {
+            acc[r][j] = _mm512_add_epi8(acc[r][j], nibble_counts_512(mismatches, table, low));
+          }
+        }
+      }
     }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (kVpopcnt) {
+          total[r][j] = acc[r][j];  // one pass covers all of K
+        } else {
+          total[r][j] = _mm512_add_epi64(total[r][j], _mm512_sad_epu8(acc[r][j], zero));
+        }
+      }
   }
-  // Epilogue: 8 channels at a time, float math in the same order as finish_one.
-  const int64_t o_base = panel * kPanel;
-  const __m256 k_bits = _mm256_set1_ps(static_cast<float>(g.k_bits));
-  const __m256 two = _mm256_set1_ps(2.0f);
   for (int r = 0; r < R; ++r) {
     const int64_t m = m0 + r;
     if (m >= g.m_rows) break;
-    const bool border = g.row_pattern != nullptr && g.row_pattern[m] >= 0;
     for (int j = 0; j < 4; ++j) {
-      const int64_t o = o_base + 8 * j;
+      const int64_t o = panel * kPanel + 8 * j;
       if (o >= g.out_channels) break;
-      const int64_t left = g.out_channels - o;
-      const __mmask8 keep = left >= 8 ? 0xff : static_cast<__mmask8>((1u << left) - 1);
-      __m256 dot = _mm256_sub_ps(k_bits, _mm256_mul_ps(two, _mm512_cvtepi64_ps(acc[r][j])));
-      if (border) {
-        const int32_t* row = g.border + g.row_pattern[m] * g.padded_channels + o;
-        dot = _mm256_sub_ps(dot, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row))));
-      }
-      __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(g.scale + o), dot), _mm256_loadu_ps(g.shift + o));
-      if (g.slope != nullptr) {
-        const __mmask8 negative = _mm256_cmp_ps_mask(y, _mm256_setzero_ps(), _CMP_NGT_UQ);
-        y = _mm256_mask_mul_ps(y, negative, y, _mm256_loadu_ps(g.slope + o));
-      }
-      _mm256_mask_storeu_ps(g.out + m * g.out_channels + o, keep, y);
+      finish_avx2(g, m, o, _mm512_cvtepi64_epi32(total[r][j]), load_affine(g, o));
     }
   }
 }
 
 void run_gemm(const Gemm& g, int64_t path) {
-  // Row tiles: 6 rows (AVX-512 register tile), a run of kRowsAvx2 rows (AVX2), 1 row (portable).
-  const int64_t rows = path == kAvx512 ? kRowsAvx512 : (path == kAvx2 ? kRowsAvx2 : 1);
+  // Row tiles: the AVX-512 register tiles, a run of kRowsAvx2 rows (AVX2), 1 row (portable).
+  const int64_t rows = path == kAvx512 ? kRowsAvx512 : path == kAvx512Bw ? kRowsAvx512Bw : path == kAvx2 ? kRowsAvx2 : 1;
   const int64_t panels = g.padded_channels / kPanel;
   const int64_t row_tiles = (g.m_rows + rows - 1) / rows;
   // Panel-major order: consecutive tiles of one thread reuse the same weight panel from L1/L2.
@@ -269,7 +318,9 @@ void run_gemm(const Gemm& g, int64_t path) {
       const int64_t panel = t / row_tiles;
       const int64_t m0 = (t % row_tiles) * rows;
       if (path == kAvx512) {
-        tile_avx512(g, panel, m0, spare);
+        tile_avx512<true>(g, panel, m0, spare);
+      } else if (path == kAvx512Bw) {
+        tile_avx512<false>(g, panel, m0, spare);
       } else if (path == kAvx2) {
         tile_avx2(g, panel, m0, std::min(m0 + rows, g.m_rows), g.a + m0 * g.kw);
       } else {
@@ -303,28 +354,31 @@ void run_gemm_avx2_fused(const Gemm& g, const FillRows& fill_rows) {
 }
 
 int64_t choose_path(int64_t requested) {
-  if (requested < 0) return has_avx512() ? kAvx512 : (has_avx2() ? kAvx2 : kPortable);
+  if (requested < 0) return has_avx512() ? kAvx512 : has_avx512bw() ? kAvx512Bw : has_avx2() ? kAvx2 : kPortable;
+  TORCH_CHECK(requested >= kPortable && requested <= kAvx512Bw, "unknown kernel path ", requested);
   TORCH_CHECK(requested != kAvx512 || has_avx512(), "this CPU lacks AVX-512 VPOPCNTDQ");
-  TORCH_CHECK(requested != kAvx2 || has_avx2(), "this CPU lacks AVX2");
-  TORCH_CHECK(requested >= kPortable && requested <= kAvx512, "unknown kernel path ", requested);
+  TORCH_CHECK(requested != kAvx512Bw || has_avx512bw(), "this CPU lacks AVX-512BW");
+  TORCH_CHECK(requested != kAvx2 || has_avx2(), "this CPU lacks AVX2 with FMA");
   return requested;
 }
 
 // ---------------------------------------------------------------- packing
-BNEXT_AVX512 void pack_pixels_avx512(const float* x, const float* bias, int64_t channels, int64_t pixels,
-                                     uint64_t* words) {
+// 16 channels per compare; the tail of a pixel that is not a multiple of 16 channels is done one by one.
+BNEXT_AVX512BW void pack_pixels_avx512(const float* x, const float* bias, int64_t channels, int64_t pixels,
+                                       uint64_t* words) {
   const int64_t word_count = (channels + 63) / 64;
   for (int64_t p = 0; p < pixels; ++p, x += channels, words += word_count) {
     for (int64_t w = 0; w * 64 < channels; ++w) {
       uint64_t bits = 0;
       for (int q = 0; q < 4; ++q) {
         const int64_t c = w * 64 + q * 16;
-        if (c >= channels) break;
-        const int64_t left = channels - c;
-        const __mmask16 keep = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
-        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(keep, x + c), _mm512_maskz_loadu_ps(keep, bias + c));
-        const __mmask16 negative = _mm512_mask_cmp_ps_mask(keep, v, _mm512_setzero_ps(), _CMP_LT_OQ);
-        bits |= static_cast<uint64_t>(negative) << (16 * q);
+        if (c + 16 <= channels) {
+          const __m512 v = _mm512_add_ps(_mm512_loadu_ps(x + c), _mm512_loadu_ps(bias + c));
+          bits |= static_cast<uint64_t>(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ)) << (16 * q);
+        } else {
+          for (int64_t i = c; i < channels; ++i) bits |= static_cast<uint64_t>(x[i] + bias[i] < 0.0f) << (i - w * 64);
+          break;
+        }
       }
       words[w] = bits;
     }
@@ -332,7 +386,7 @@ BNEXT_AVX512 void pack_pixels_avx512(const float* x, const float* bias, int64_t 
 }
 
 // 8 channels per compare: movemask gives their sign bits (x + bias < 0), masked loads for the tail.
-__attribute__((target("avx2"))) void pack_pixels_avx2(const float* x, const float* bias, int64_t channels, int64_t pixels,
+BNEXT_TARGET("avx2") void pack_pixels_avx2(const float* x, const float* bias, int64_t channels, int64_t pixels,
                                                      uint64_t* words) {
   const int64_t word_count = (channels + 63) / 64;
   for (int64_t p = 0; p < pixels; ++p, x += channels, words += word_count) {
@@ -390,7 +444,7 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor bias, int64_t path
     // One call per range of pixels: the ISA-specific loops cannot be inlined into this generic lambda.
     const float* first = src + begin * channels;
     uint64_t* out_words = dst + begin * words;
-    if (path == kAvx512) {
+    if (path == kAvx512 || path == kAvx512Bw) {
       pack_pixels_avx512(first, b, channels, end - begin, out_words);
     } else if (path == kAvx2) {
       pack_pixels_avx2(first, b, channels, end - begin, out_words);
@@ -567,6 +621,7 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
 std::vector<int64_t> supported_paths() {
   std::vector<int64_t> paths{kPortable};
   if (has_avx2()) paths.push_back(kAvx2);
+  if (has_avx512bw()) paths.push_back(kAvx512Bw);
   if (has_avx512()) paths.push_back(kAvx512);
   return paths;
 }
@@ -582,5 +637,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("elm"), py::arg("into") = py::none(), py::arg("offset") = 0);
   m.def("pack_activations", &pack_activations, "sign(x + bias) packed along channels (bit set = negative)");
   m.def("binary_conv", &binary_conv, "XNOR/popcount conv with border correction and fused epilogue");
-  m.def("supported_paths", &supported_paths, "kernel paths this CPU can run: 0 portable, 1 AVX2, 2 AVX-512");
+  m.def("supported_paths", &supported_paths, "kernel paths this CPU can run, slowest first: 0 portable, 1 AVX2, 3 AVX-512BW, 2 AVX-512 VPOPCNTDQ");
 }
