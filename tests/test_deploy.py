@@ -1,5 +1,6 @@
 """Packed 1-bit deployment: kernels vs a float conv of signs, export/load round trips, damaged files, CLI."""
 
+import itertools
 import json
 import warnings
 
@@ -276,17 +277,21 @@ def test_packed_runtime_matches_module_ablations(model_name, kwargs):
 
 @pytest.mark.parametrize("model_name", ["bnext_tiny", "bnext18"])
 def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_checkpoint):
-    """bitkernels' unit_tail (gate, BN2, ELM product, residual in one call) against the same tail in torch ops,
-    for every unit kind of the model: plain and ELM-Attention, stride 1 and 2, batch 3, non-square maps."""
+    """bitkernels' unit_tail (shortcut, gate, BN2, ELM product, residual in one call) against the same tail in
+    torch ops, for every unit kind of the model: plain and ELM-Attention, stride 1 and 2, batch 3, non-square
+    maps, odd sizes at stride 1."""
     kernel_module("native", "portable")
     packed = load(export_checkpoint(trained_checkpoint(model_name), tmp_path / "m.bnx").path)
     units = [m for m in packed.modules() if isinstance(m, FusedUnit)]
     assert units and all(unit.native_gate is not None for unit in units)
     generator = torch.Generator().manual_seed(5)
     with torch.inference_mode():
-        for unit in units:
-            x = torch.randn(3, unit.conv.shape[1], 6, 10, generator=generator)  # 3x5 after stride 2
+        for unit, size in itertools.product(units, [(6, 10), (7, 9)]):
+            if unit.conv.stride == 2 and size == (7, 9):
+                continue  # a stride-2 conv gives 4x5 there, its shortcut's 2x2 pool 3x4: no such model input
+            x = torch.randn(3, unit.conv.shape[1], *size, generator=generator)
             x = x.contiguous(memory_format=torch.channels_last)
+            assert unit.native(x)
             native = unit(x)
             gate, unit.native_gate = unit.native_gate, None
             expected = unit(x)
@@ -294,6 +299,10 @@ def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_ch
             torch.testing.assert_close(native, expected, rtol=1e-5, atol=1e-5)
     kinds = {(unit.elm_attention, unit.recoupling) for unit in units}
     assert kinds == {(False, True), (True, True)}, kinds  # plain and ELM-Attention units, both with Info-RCP
+    # Which shortcuts unit_tail computes itself: BNext's identity and 2x2 pools, not BNext-18's fp downsample.
+    shortcuts = {(type(u.shortcut).__name__, u.native_shortcut is not None) for u in units}
+    expected_kinds = {"bnext_tiny": {("Identity", True), ("AvgPool2d", True)}, "bnext18": {("Identity", True)}}
+    assert shortcuts - {("Sequential", False)} == expected_kinds[model_name], shortcuts
 
 
 def test_fused_blocks_write_the_concatenation_in_place(tmp_path, trained_checkpoint):

@@ -12,7 +12,8 @@ already applies BN1 and PReLU):
 
 Quantized S / E layers (PTQ) are called as they are, on the pooled vector. Otherwise, on the CPU
 with the C++ kernels, the whole tail is one call (``unit_tail`` in ``csrc/unit_tail.cpp``: the two
-means, then one pass writing the output), and a channel-doubling block's FFN units write their
+means, then one pass writing the output; an identity or 2x2 average-pool shortcut and the ELM unit's
+PReLU before it are computed there per pixel, not as torch ops), and a channel-doubling block's FFN units write their
 channel ranges of the block output directly (:class:`FusedBlock`, no concatenation copy).
 """
 
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnext.deploy import kernels
-from bnext.nn.blocks import BNextBlock
+from bnext.nn.blocks import BNextBlock, concat_outputs
 from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 from bnext.nn.small_map import SmallMapConv2d
@@ -75,8 +76,10 @@ class FusedUnit(nn.Module):
         normalized = self.recoupling or self.elm_attention
         self.register_buffer("norm_scale", scale if normalized else torch.ones_like(scale))
         self.register_buffer("norm_shift", shift if normalized else torch.zeros_like(shift))
-        # The same tail as one C++ call (unit_tail) when the gate's S / E are plain matrices.
+        # The same tail as one C++ call (unit_tail) when the gate's S / E are plain matrices; the shortcut
+        # too when it is an identity or a 2x2 average pool and the input activation a PReLU.
         self.native_gate = self._native_gate()
+        self.native_shortcut = self._native_shortcut()
 
     def _native_gate(self) -> list[torch.Tensor] | None:
         """{mix, S^T, bs, E^T, be} for ``unit_tail``; [] without a gate; None when S / E are quantized layers."""
@@ -87,6 +90,19 @@ class FusedUnit(nn.Module):
         (squeeze, squeeze_bias), (expand, expand_bias) = self.squeeze.matrix_and_bias(), self.expand.matrix_and_bias()
         return [self.mix, squeeze.t().contiguous(), squeeze_bias, expand.t().contiguous(), expand_bias]
 
+    def _native_shortcut(self) -> dict | None:
+        """``unit_tail``'s {slope, pool, gate_before_act} for this unit's shortcut; None when torch computes it."""
+        pool = isinstance(self.shortcut, nn.AvgPool2d) and _is_halving_pool(self.shortcut)
+        if not (pool or isinstance(self.shortcut, nn.Identity)):
+            return None
+        if not self.elm_attention:
+            return {"slope": None, "pool": pool, "gate_before_act": False}
+        channels = self.conv.shape[1]
+        if not (isinstance(self.activation1, nn.PReLU) and self.activation1.weight.numel() in (1, channels)):
+            return None
+        slope = self.activation1.weight.detach().float().expand(channels).contiguous()
+        return {"slope": slope, "pool": pool, "gate_before_act": not self.mix_with_residual}
+
     def gate(self, source: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The Info-RCP gate from the means of ``source`` and ``y`` (shape N, C, 1, 1)."""
         pooled = self.mix * source.mean((2, 3)) + (1 - self.mix) * y.mean((2, 3))
@@ -94,18 +110,28 @@ class FusedUnit(nn.Module):
 
     def native(self, x: torch.Tensor) -> bool:
         """Whether the tail runs as the one C++ call for this input."""
-        return self.native_gate is not None and x.device.type == "cpu" and kernels.extension() is not None
+        # With a shortcut torch computes, the C++ tail takes its result as the residual, which must then also
+        # be the gate's source.
+        residual_ready = self.native_shortcut is not None or not self.elm_attention or self.mix_with_residual
+        return (
+            self.native_gate is not None
+            and residual_ready
+            and x.device.type == "cpu"
+            and kernels.extension() is not None
+        )
 
     def forward(self, x: torch.Tensor, into: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
         """The unit's output; with ``into`` (native tail only) written to its channels ``offset:offset + C``."""
         y = self.conv(x)
         if self.native(y):
+            tail = {"gate": self.native_gate, "scale": self.norm_scale, "shift": self.norm_shift}
+            tail |= {"elm": self.elm_attention, "into": into, "offset": offset}
+            if self.native_shortcut is not None:
+                return kernels.extension().unit_tail(y.float(), x.float(), **self.native_shortcut, **tail)
             residual = self.shortcut(self.activation1(x) if self.elm_attention else x)
-            source = self.shortcut(x) if self.elm_attention and not self.mix_with_residual else residual
             return kernels.extension().unit_tail(
-                y.float(), residual.float(), source.float(), self.native_gate, self.norm_scale, self.norm_shift,
-                self.elm_attention, into, offset,
-            )  # fmt: skip
+                y.float(), residual.float(), slope=None, pool=False, gate_before_act=False, **tail
+            )
         if into is not None:
             raise ValueError("writing into a shared output needs the native tail (C++ kernels on the CPU)")
         if self.elm_attention:
@@ -126,6 +152,12 @@ class FusedUnit(nn.Module):
         return values.view(1, -1, 1, 1)
 
 
+def _is_halving_pool(pool: nn.AvgPool2d) -> bool:
+    """Whether an AvgPool2d is the 2x2, stride-2, unpadded pool that ``unit_tail`` computes itself."""
+    pairs = [v if isinstance(v, tuple) else (v, v) for v in (pool.kernel_size, pool.stride, pool.padding)]
+    return pairs == [(2, 2), (2, 2), (0, 0)] and not pool.ceil_mode and pool.divisor_override is None
+
+
 class FusedBlock(nn.Module):
     """Eval forward of a :class:`BNextBlock` whose FFN units write their channel ranges of the concatenated
     output themselves (no ``torch.cat`` copy) when their tails run natively."""
@@ -137,7 +169,7 @@ class FusedBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.mixer(x)
         if len(self.ffn) == 1 or not all(isinstance(unit, FusedUnit) and unit.native(x) for unit in self.ffn):
-            return torch.cat([unit(x) for unit in self.ffn], dim=1)
+            return concat_outputs(self.ffn, x)
         channels = x.shape[1]
         shape = (x.shape[0], channels * len(self.ffn), *x.shape[2:])
         out = torch.empty(shape, dtype=torch.float32, device=x.device, memory_format=torch.channels_last)

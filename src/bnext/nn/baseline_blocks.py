@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bnext.nn.binary_conv import BinaryConv2d
+from bnext.nn.blocks import concat_outputs
 from bnext.nn.info_rcp import SqueezeExpand
 from bnext.nn.quantizers import activation_quantizer
 from bnext.nn.sign import LearnableBias
@@ -130,5 +131,4 @@ class ReActBlock(nn.Module):
         self.ffn = nn.ModuleList(ReActUnit(in_channels, 1) for _ in range(out_channels // in_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mixer(x)
-        return torch.cat([unit(x) for unit in self.ffn], dim=1)
+        return concat_outputs(self.ffn, self.mixer(x))

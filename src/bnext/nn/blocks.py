@@ -10,6 +10,13 @@ from torch import nn
 from bnext.nn.info_rcp import BinaryUnit
 
 
+def concat_outputs(units: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """The units' outputs on ``x`` concatenated along channels; one unit's output as it is (no copy)."""
+    if len(units) == 1:
+        return units[0](x)
+    return torch.cat([unit(x) for unit in units], dim=1)
+
+
 class BNextBlock(nn.Module):
     """3x3 unit (ELM-Attention or plain) then 1x1 binary FFN units.
 
@@ -31,8 +38,7 @@ class BNextBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mixer(x)
-        return torch.cat([unit(x) for unit in self.ffn], dim=1)
+        return concat_outputs(self.ffn, self.mixer(x))
 
 
 class BNext18Block(nn.Module):

@@ -627,14 +627,15 @@ std::vector<int64_t> supported_paths() {
 }
 
 // unit_tail.cpp
-torch::Tensor unit_tail(torch::Tensor y, torch::Tensor residual, torch::Tensor source, std::vector<torch::Tensor> gate,
-                        torch::Tensor scale, torch::Tensor shift, bool elm, c10::optional<torch::Tensor> into,
-                        int64_t offset);
+torch::Tensor unit_tail(torch::Tensor y, torch::Tensor x, c10::optional<torch::Tensor> slope, bool pool,
+                        bool gate_before_act, std::vector<torch::Tensor> gate, torch::Tensor scale,
+                        torch::Tensor shift, bool elm, c10::optional<torch::Tensor> into, int64_t offset);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("unit_tail", &unit_tail, "a BNext unit's gate, second BatchNorm, ELM product and residual in two passes",
-        py::arg("y"), py::arg("residual"), py::arg("source"), py::arg("gate"), py::arg("scale"), py::arg("shift"),
-        py::arg("elm"), py::arg("into") = py::none(), py::arg("offset") = 0);
+  m.def("unit_tail", &unit_tail,
+        "a BNext unit's shortcut, gate, second BatchNorm, ELM product and residual in two passes", py::arg("y"),
+        py::arg("x"), py::arg("slope"), py::arg("pool"), py::arg("gate_before_act"), py::arg("gate"),
+        py::arg("scale"), py::arg("shift"), py::arg("elm"), py::arg("into") = py::none(), py::arg("offset") = 0);
   m.def("pack_activations", &pack_activations, "sign(x + bias) packed along channels (bit set = negative)");
   m.def("binary_conv", &binary_conv, "XNOR/popcount conv with border correction and fused epilogue");
   m.def("supported_paths", &supported_paths, "kernel paths this CPU can run, slowest first: 0 portable, 1 AVX2, 3 AVX-512BW, 2 AVX-512 VPOPCNTDQ");
