@@ -26,6 +26,8 @@ from bnext.deploy.packing import (
 )
 from bnext.errors import UserError
 from bnext.loading import model_from_checkpoint
+from bnext.models.bnext import Stem
+from bnext.nn.folding import conv_with_batchnorm
 
 PATHS = ["portable", "avx2", "avx512bw", "avx512"]
 # Every path natively where the CPU has it, and the SIMD paths again in the emulated build (SIMDe), so that
@@ -129,6 +131,21 @@ def test_kernel_epilogue_matches_the_reference_path(build, path):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-4)
 
 
+def test_conv_with_batchnorm_equals_the_two_ops():
+    generator = torch.Generator().manual_seed(4)
+    for bias in (False, True):
+        conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=bias)
+        norm = torch.nn.BatchNorm2d(8).eval()
+        with torch.no_grad():
+            norm.running_mean.normal_(generator=generator)
+            norm.running_var.uniform_(0.5, 2.0, generator=generator)
+            norm.weight.normal_(generator=generator)
+            norm.bias.normal_(generator=generator)
+        x = torch.randn(2, 3, 9, 10, generator=generator)
+        with torch.no_grad():
+            torch.testing.assert_close(conv_with_batchnorm(conv, norm)(x), norm(conv(x)), rtol=1e-5, atol=1e-5)
+
+
 def test_bit_packing_round_trips():
     weight = torch.randn(5, 70, 3, 3)
     packed = pack_signs(weight)
@@ -151,6 +168,8 @@ def test_packed_runtime_matches_pytorch_eval(tmp_path, model_name, trained_check
     with torch.no_grad():
         expected = model.eval()(images)
     logits = packed(images)
+    stems = [m for m in packed.modules() if isinstance(m, Stem)]
+    assert all(isinstance(stem.bn1, torch.nn.Identity) for stem in stems)  # folded into the stem conv
     assert torch.equal(logits.argmax(1), expected.argmax(1))
     assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
     assert packed(images[:1]).shape == (1, 4)  # any batch size

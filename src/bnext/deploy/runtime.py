@@ -22,6 +22,7 @@ from bnext.deploy.fused_unit import fuse_units
 from bnext.deploy.packing import border_sums, kernel_panels, pad_channels, unpack_codes, unpack_signs
 from bnext.errors import UserError
 from bnext.models import create_model
+from bnext.models.bnext import Stem
 from bnext.nn.info_rcp import BinaryUnit
 from bnext.quant import quantize_model
 from bnext.quant.layers import QuantizedMixin
@@ -155,4 +156,6 @@ def build_packed_model(
     if missing:
         raise UserError(f"{source} lacks tensors of this model: {missing[:5]}; export it again")
     fuse_units(model)
+    for stem in [m for m in model.modules() if isinstance(m, Stem)]:
+        stem.fold_batchnorm()
     return PackedModel(model, header)

@@ -10,6 +10,7 @@ from torch import nn
 from bnext.models.input_size import check_input_size
 from bnext.models.registry import register_model
 from bnext.nn import BNextBlock
+from bnext.nn.folding import conv_with_batchnorm
 
 WIDTHS: dict[str, list[int]] = {
     # Output width of the stem, then of each block.
@@ -35,6 +36,14 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn1(self.conv1(x))
+
+    def fold_batchnorm(self) -> bool:
+        """Fold ``bn1`` into ``conv1`` for inference (eval statistics); False, and unchanged, when ``conv1`` is
+        not a plain float conv (a quantized one keeps its own arithmetic)."""
+        if type(self.conv1) is not nn.Conv2d:
+            return False
+        self.conv1, self.bn1 = conv_with_batchnorm(self.conv1, self.bn1), nn.Identity()
+        return True
 
 
 class BNext(nn.Module):
