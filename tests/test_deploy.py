@@ -14,7 +14,7 @@ from bnext.checkpoint import read_checkpoint
 from bnext.cli import main
 from bnext.deploy import export_checkpoint, kernels, load
 from bnext.deploy.export import packed_entries
-from bnext.deploy.fused_unit import FusedBlock, FusedUnit
+from bnext.deploy.fused_unit import FusedBlock, FusedUnit, separate_kernel_calls
 from bnext.deploy.packing import (
     border_sums,
     kernel_panels,
@@ -322,6 +322,26 @@ def test_native_unit_tail_matches_the_torch_ops(tmp_path, model_name, trained_ch
     shortcuts = {(type(u.shortcut).__name__, u.native_shortcut is not None) for u in units}
     expected_kinds = {"bnext_tiny": {("Identity", True), ("AvgPool2d", True)}, "bnext18": {("Identity", True)}}
     assert shortcuts - {("Sequential", False)} == expected_kinds[model_name], shortcuts
+
+
+@pytest.mark.parametrize("model_name", ["bnext_tiny", "bnext18"])
+def test_one_call_units_equal_their_separate_kernel_calls(tmp_path, model_name, trained_checkpoint):
+    """The C++ PackedUnit (pack, conv, tail in one call) gives exactly what the conv module and the tail give
+    when called apart; BNext-18's downsampling units, whose fp shortcut torch computes, keep the calls apart."""
+    kernel_module("native", "portable")
+    packed = load(export_checkpoint(trained_checkpoint(model_name), tmp_path / "m.bnx").path)
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    one_call = packed(images)
+    with separate_kernel_calls(packed):
+        apart = packed(images)
+    assert torch.equal(one_call, apart)
+    units = [m for m in packed.modules() if isinstance(m, FusedUnit)]
+    kinds = {(type(unit.shortcut).__name__, unit.runs_in_one_call) for unit in units}
+    expected = {
+        "bnext_tiny": {("Identity", True), ("AvgPool2d", True)},
+        "bnext18": {("Identity", True), ("Sequential", False)},
+    }
+    assert kinds == expected[model_name]
 
 
 def test_fused_blocks_write_the_concatenation_in_place(tmp_path, trained_checkpoint):

@@ -19,6 +19,8 @@ channel ranges of the block output directly (:class:`FusedBlock`, no concatenati
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,7 @@ from bnext.nn.blocks import BNextBlock, concat_outputs
 from bnext.nn.folding import fold_batchnorm
 from bnext.nn.info_rcp import BinaryUnit
 from bnext.nn.small_map import SmallMapConv2d
+from bnext.nn.switch import switched
 
 
 class PooledPointwise(nn.Module):
@@ -80,6 +83,8 @@ class FusedUnit(nn.Module):
         # too when it is an identity or a 2x2 average pool and the input activation a PReLU.
         self.native_gate = self._native_gate()
         self.native_shortcut = self._native_shortcut()
+        self._packed_unit = None  # the C++ PackedUnit, bound on first native forward
+        self.one_call = True  # False: pack + conv and the tail as separate calls (see separate_kernel_calls)
 
     def _native_gate(self) -> list[torch.Tensor] | None:
         """{mix, S^T, bs, E^T, be} for ``unit_tail``; [] without a gate; None when S / E are quantized layers."""
@@ -122,10 +127,12 @@ class FusedUnit(nn.Module):
 
     def forward(self, x: torch.Tensor, into: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
         """The unit's output; with ``into`` (native tail only) written to its channels ``offset:offset + C``."""
-        y = self.conv(x)
-        if self.native(y):
+        if self.native(x):
+            if self.runs_in_one_call:
+                return self.packed_unit()(x.float(), into, offset)
             tail = {"gate": self.native_gate, "scale": self.norm_scale, "shift": self.norm_shift}
             tail |= {"elm": self.elm_attention, "into": into, "offset": offset}
+            y = self.conv(x)
             if self.native_shortcut is not None:
                 return kernels.extension().unit_tail(y.float(), x.float(), **self.native_shortcut, **tail)
             residual = self.shortcut(self.activation1(x) if self.elm_attention else x)
@@ -134,6 +141,7 @@ class FusedUnit(nn.Module):
             )
         if into is not None:
             raise ValueError("writing into a shared output needs the native tail (C++ kernels on the CPU)")
+        y = self.conv(x)
         if self.elm_attention:
             residual = self.shortcut(self.activation1(x))
             if self.recoupling:
@@ -146,6 +154,29 @@ class FusedUnit(nn.Module):
             return y + residual
         scale = self._per_channel(self.norm_scale) * self.gate(residual, y)
         return torch.addcmul(residual + self._per_channel(self.norm_shift), y, scale)
+
+    @property
+    def runs_in_one_call(self) -> bool:
+        """Whether a CPU forward is one ``PackedUnit`` call (the C++ kernels are built and the shortcut is one
+        ``unit_tail`` computes)."""
+        return self.one_call and self.native_shortcut is not None and self.native_gate is not None
+
+    def packed_unit(self):
+        """The whole unit as one C++ call (``PackedUnit``: pack, conv, tail), for a native shortcut; bound once
+        with this unit's constants, and again after ``.to()`` / ``.float()``."""
+        if self._packed_unit is None:
+            shortcut = self.native_shortcut
+            self._packed_unit = kernels.extension().PackedUnit(
+                *self.conv.kernel_arguments(), residual_slope=shortcut["slope"], pool=shortcut["pool"],
+                gate_before_act=shortcut["gate_before_act"], gate=self.native_gate, norm_scale=self.norm_scale,
+                norm_shift=self.norm_shift, elm=self.elm_attention,
+            )  # fmt: skip
+        return self._packed_unit
+
+    def _apply(self, fn, recurse: bool = True):
+        module = super()._apply(fn, recurse)
+        self._packed_unit = None  # bound to the replaced tensors
+        return module
 
     @staticmethod
     def _per_channel(values: torch.Tensor) -> torch.Tensor:
@@ -176,6 +207,13 @@ class FusedBlock(nn.Module):
         for index, unit in enumerate(self.ffn):
             unit(x, into=out, offset=index * channels)
         return out
+
+
+def separate_kernel_calls(model: nn.Module) -> AbstractContextManager[None]:
+    """Within the block, every fused unit calls its packed conv module and its tail apart (same results), so
+    that hooks on the :class:`~bnext.deploy.runtime.PackedBinaryConv` modules see them: for benchmarks that
+    time or shape the binary convs on their own."""
+    return switched([m for m in model.modules() if isinstance(m, FusedUnit)], "one_call", False)
 
 
 def fuse_units(model: nn.Module) -> None:

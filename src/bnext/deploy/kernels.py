@@ -22,7 +22,9 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 
-SOURCES = [Path(__file__).resolve().parent / "csrc" / name for name in ("bitkernels.cpp", "unit_tail.cpp")]
+SOURCES = [
+    Path(__file__).resolve().parent / "csrc" / name for name in ("bitkernels.cpp", "unit_tail.cpp", "packed_unit.cpp")
+]
 # "avx512" is the VPOPCNTDQ path; "avx512bw" serves AVX-512 CPUs without VPOPCNTDQ (Skylake-X, Cascade Lake).
 PATH_NAMES = {0: "portable", 1: "avx2", 2: "avx512", 3: "avx512bw"}
 AUTO = -1

@@ -66,6 +66,10 @@ class PackedBinaryConv(nn.Module):
         self._bind_kernel_arguments()  # .to() / .float() replaced the buffers
         return module
 
+    def kernel_arguments(self) -> tuple:
+        """``(input_shift, *binary_conv's arguments)``: what the C++ ``PackedUnit`` binds for this conv."""
+        return (self.input_shift, *self._conv_args)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ext = kernels.extension()
         if ext is None or x.device.type != "cpu":

@@ -5,8 +5,8 @@ Binary convs are left untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from torch import nn
 from bnext.errors import UserError
 from bnext.hardware import model_device
 from bnext.nn.info_rcp import SqueezeExpand
+from bnext.nn.switch import switched
 from bnext.quant.layers import QuantizedConv2d, QuantizedLinear, QuantizedMixin
 from bnext.quant.spec import BitWidths, parse_quant_config
 
@@ -61,17 +62,9 @@ def quantize_model(model: nn.Module, config: str | dict[str, BitWidths]) -> nn.M
     return model
 
 
-@contextmanager
-def observing_inputs(model: nn.Module) -> Iterator[None]:
+def observing_inputs(model: nn.Module) -> AbstractContextManager[None]:
     """Quantized layers pass inputs through and record their range (calibration, cost counting)."""
-    layers = [m for m in model.modules() if isinstance(m, QuantizedMixin)]
-    for layer in layers:
-        layer.calibrating = True
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.calibrating = False
+    return switched([m for m in model.modules() if isinstance(m, QuantizedMixin)], "calibrating", True)
 
 
 @torch.no_grad()

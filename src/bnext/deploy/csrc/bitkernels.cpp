@@ -631,7 +631,11 @@ torch::Tensor unit_tail(torch::Tensor y, torch::Tensor x, c10::optional<torch::T
                         bool gate_before_act, std::vector<torch::Tensor> gate, torch::Tensor scale,
                         torch::Tensor shift, bool elm, c10::optional<torch::Tensor> into, int64_t offset);
 
+// packed_unit.cpp
+void register_packed_unit(pybind11::module_& m);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  register_packed_unit(m);
   m.def("unit_tail", &unit_tail,
         "a BNext unit's shortcut, gate, second BatchNorm, ELM product and residual in two passes", py::arg("y"),
         py::arg("x"), py::arg("slope"), py::arg("pool"), py::arg("gate_before_act"), py::arg("gate"),
