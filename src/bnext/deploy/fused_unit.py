@@ -19,6 +19,7 @@ channel ranges of the block output directly (:class:`FusedBlock`, no concatenati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import torch
@@ -157,11 +158,11 @@ class FusedUnit(nn.Module):
 
     @property
     def runs_in_one_call(self) -> bool:
-        """Whether a CPU forward is one ``PackedUnit`` call (the C++ kernels are built and the shortcut is one
-        ``unit_tail`` computes)."""
+        """Whether a native forward (see :meth:`native`) is one ``PackedUnit`` call: the shortcut is one
+        ``unit_tail`` computes, and :func:`separate_kernel_calls` is not in effect."""
         return self.one_call and self.native_shortcut is not None and self.native_gate is not None
 
-    def packed_unit(self):
+    def packed_unit(self) -> Callable[..., torch.Tensor]:
         """The whole unit as one C++ call (``PackedUnit``: pack, conv, tail), for a native shortcut; bound once
         with this unit's constants, and again after ``.to()`` / ``.float()``."""
         if self._packed_unit is None:

@@ -47,8 +47,7 @@ namespace {
 constexpr int64_t kPanel = 32;  // output channels per weight panel
 constexpr int64_t kRowsAvx512 = 6;
 constexpr int64_t kRowsAvx2 = 16;  // rows per AVX2 call: the panel's epilogue vectors load once per run
-
-constexpr int64_t kRowsAvx512Bw = 4;   // 16 byte accumulators + popcount constants fit the 32 zmm registers
+constexpr int64_t kRowsAvx512Bw = 4;  // 16 byte accumulators, near the 32 zmm registers (see tile_avx512)
 
 // kAvx512 is the VPOPCNTDQ path; its code stays 2 so that files and results that name it keep their meaning.
 enum Path : int64_t { kPortable = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bw = 3 };
