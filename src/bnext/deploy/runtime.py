@@ -42,13 +42,15 @@ class PackedBinaryConv(nn.Module):
         tensor = {key: torch.from_numpy(entries[f"{prefix}.{key}"].array) for key in ("input_shift", "scale", "shift")}
         slope = torch.from_numpy(entries[f"{prefix}.slope"].array)
         self.register_buffer("input_shift", tensor["input_shift"], persistent=False)
-        self.register_buffer("panels", kernel_panels(bits.array), persistent=False)
         self.register_buffer("border_sums", border_sums(bits.array, self.shape[1]), persistent=False)
         self.register_buffer("scale", pad_channels(tensor["scale"], 1.0), persistent=False)
         self.register_buffer("shift", pad_channels(tensor["shift"]), persistent=False)
         self.register_buffer("slope", pad_channels(slope, 1.0), persistent=False)
         self.out_channels = out_channels
         self.path = kernels.runnable_path_code(kernel_path)
+        panels = kernel_panels(bits.array)
+        weights = kernels.kernel_weights(panels, self.shape[2:], self.stride, self.padding, self.path)
+        self.register_buffer("panels", weights, persistent=False)
         self._bind_kernel_arguments()
 
     def _bind_kernel_arguments(self) -> None:
