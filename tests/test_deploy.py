@@ -138,9 +138,10 @@ def test_kernel_epilogue_matches_the_reference_path(build, path):
     o, c, k, _ = weight.shape
     scale, bias, slope = torch.randn(o, generator=generator), torch.randn(o, generator=generator), torch.rand(o)
     packed_weight = pack_signs(weight)
+    weights = ext.kernel_weights(kernel_panels(packed_weight), k, k, 2, k // 2, kernels.path_code(path))
     out = ext.binary_conv(
         ext.pack_activations(x, shift, kernels.path_code(path)),
-        kernel_panels(packed_weight), border_sums(packed_weight, c), c, o, k, k, 2, k // 2,
+        weights, border_sums(packed_weight, c), c, o, k, k, 2, k // 2,
         pad_channels(scale), pad_channels(bias), pad_channels(slope), kernels.path_code(path),
     )  # fmt: skip
     expected = kernels.reference_binary_conv(x, shift, plus_minus(weight), 2, k // 2, scale, bias, slope)

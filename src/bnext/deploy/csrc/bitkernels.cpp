@@ -82,9 +82,9 @@ struct Gemm {
   const float* scale;          // [padded_channels]
   const float* shift;          // [padded_channels]
   const float* slope;          // [padded_channels] or nullptr (no PReLU)
-  // Nibble-plane layout (the AVX2 1x1 kernel): b is [panels][kw][2][kPanel], the low nibbles of
-  // each byte then the high ones, and a_nibbles [m_rows][kw][2] the same split of A; else nullptr.
-  const uint64_t* a_nibbles = nullptr;
+  // Nibble planes (AVX2, see half_rows_nibbles_avx2): b is [panels][kw][2][kPanel], the low nibbles
+  // of each byte then the high ones, and a row of A is its kw words split the same way (2 kw words).
+  bool nibbles = false;
 };
 
 inline float finish_one(const Gemm& g, int64_t m, int64_t o, int64_t count) {
@@ -209,23 +209,24 @@ BNEXT_TARGET("avx2,fma") void half_rows_avx2(const Gemm& g, const uint64_t* bh, 
   }
 }
 
-// The AVX2 1x1 kernel on nibble planes (Gemm::a_nibbles): both operands are stored split into
+// The AVX2 kernel on nibble planes (Gemm::nibbles): both operands are stored split into
 // their low and high nibbles (each byte & 0x0f, and >> 4), so that the nibbles of A ^ B are the
 // XOR of stored nibbles and each 16-channel vector costs 6 instructions (2 xor with the weights'
-// load folded in, 2 pshufb, 2 add) instead of 8 (the shift and two masks go). On the 1x1 layers
-// of bnext_tiny and bnext_small at 224 px (AVX2 EPYC, 1 thread, interleaved in one process) the
-// conv took 11% less in all, and up to 24% less at 384-1536 channels. Only for kw <= kByteSteps
-// (up to 1984 input channels): the byte counts need no intermediate vpsadbw.
+// load folded in, 2 pshufb, 2 add) instead of 8 (the shift and two masks go). Measured on an AVX2
+// EPYC at 1 thread, interleaved in one process against the plain kernel, at 224 px: the 1x1 convs
+// of bnext_tiny and bnext_small took 11% less in all (up to 24% less at 384-1536 channels), the
+// 3x3 convs with the fused im2col (up to 220 channels) 12-19% less. Only for kw <= kByteSteps:
+// the byte counts need no intermediate vpsadbw.
 template <int KW>
 BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin,
-                                                     int64_t m_end) {
+                                                     int64_t m_end, const uint64_t* rows) {
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
                                          2, 3, 2, 3, 3, 4);
   const __m256i zero = _mm256_setzero_si256();
   const int64_t kw = KW > 0 ? KW : g.kw;
   const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
   for (int64_t m = m_begin; m < m_end; ++m) {
-    const uint64_t* a = g.a_nibbles + m * kw * 2;
+    const uint64_t* a = rows + (m - m_begin) * kw * 2;
     const uint64_t* bk = bh;
     // Opaque to the optimizer: with KW fixed, GCC would hoist all of the panel's loads out of the
     // row loop and spill them (measured 24% slower at kw = 6 than reloading them, folded into the xors).
@@ -257,14 +258,14 @@ void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end, con
   for (int half = 0; half < 2; ++half) {
     const int64_t o = panel * kPanel + 16 * half;
     if (o >= g.out_channels) break;
-    if (g.a_nibbles != nullptr) {
+    if (g.nibbles) {
       const uint64_t* bh = g.b + panel * g.kw * 2 * kPanel + 16 * half;
       switch (g.kw) {
-        case 1: half_rows_nibbles_avx2<1>(g, bh, o, m_begin, m_end); break;
-        case 2: half_rows_nibbles_avx2<2>(g, bh, o, m_begin, m_end); break;
-        case 3: half_rows_nibbles_avx2<3>(g, bh, o, m_begin, m_end); break;
-        case 4: half_rows_nibbles_avx2<4>(g, bh, o, m_begin, m_end); break;
-        default: half_rows_nibbles_avx2<0>(g, bh, o, m_begin, m_end);
+        case 1: half_rows_nibbles_avx2<1>(g, bh, o, m_begin, m_end, rows); break;
+        case 2: half_rows_nibbles_avx2<2>(g, bh, o, m_begin, m_end, rows); break;
+        case 3: half_rows_nibbles_avx2<3>(g, bh, o, m_begin, m_end, rows); break;
+        case 4: half_rows_nibbles_avx2<4>(g, bh, o, m_begin, m_end, rows); break;
+        default: half_rows_nibbles_avx2<0>(g, bh, o, m_begin, m_end, rows);
       }
       continue;
     }
@@ -378,7 +379,7 @@ void run_gemm(const Gemm& g, int64_t path) {
       } else if (path == kAvx512Bw) {
         tile_avx512<false>(g, panel, m0, spare);
       } else if (path == kAvx2) {
-        tile_avx2(g, panel, m0, std::min(m0 + rows, g.m_rows), g.a + m0 * g.kw);
+        tile_avx2(g, panel, m0, std::min(m0 + rows, g.m_rows), g.a + m0 * g.kw * (g.nibbles ? 2 : 1));
       } else {
         tile_portable(g, panel, m0, spare);
       }
@@ -391,6 +392,24 @@ void run_gemm(const Gemm& g, int64_t path) {
 // buffer is written and read back. Used when all weight panels fit in L2 (kFusedWeightBytes).
 constexpr int64_t kFusedWeightBytes = 256 << 10;
 
+// Whether a conv reads nibble planes (see half_rows_nibbles_avx2): on the AVX2 path, when a row of A
+// fits the byte counts' 31 steps, for 1x1 convs and for the convs with the fused im2col (whose rows
+// are split per run of pixels, in L1; the image-wide im2col of the deep layers keeps plain words,
+// as their doubled weight panels would no longer fit L1: 16-60% slower, measured).
+bool nibble_layout(int64_t path, bool direct, int64_t kw, int64_t padded) {
+  const bool fused = kw * padded * static_cast<int64_t>(sizeof(uint64_t)) <= kFusedWeightBytes;
+  return path == kAvx2 && kw <= kByteSteps && (direct || fused);
+}
+
+// words[i] split into its nibble planes: out[2 i] = low nibbles, out[2 i + 1] = high nibbles.
+inline void split_nibbles(const uint64_t* words, int64_t count, uint64_t* out) {
+  constexpr uint64_t kLow = 0x0f0f0f0f0f0f0f0fULL;
+  for (int64_t i = 0; i < count; ++i) {
+    out[2 * i] = words[i] & kLow;
+    out[2 * i + 1] = (words[i] >> 4) & kLow;
+  }
+}
+
 template <class FillRows>
 void run_gemm_avx2_fused(const Gemm& g, const FillRows& fill_rows) {
   const int64_t panels = g.padded_channels / kPanel;
@@ -399,12 +418,14 @@ void run_gemm_avx2_fused(const Gemm& g, const FillRows& fill_rows) {
   const int64_t chunks = ((g.m_rows + kRowsAvx2 - 1) / kRowsAvx2 + threads - 1) / threads * threads;
   const int64_t chunk_rows = (g.m_rows + chunks - 1) / chunks;
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<uint64_t> rows(chunk_rows * g.kw);
+    std::vector<uint64_t> rows(chunk_rows * g.kw), planes(g.nibbles ? 2 * chunk_rows * g.kw : 0);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t m0 = chunk * chunk_rows, m1 = std::min(m0 + chunk_rows, g.m_rows);
       if (m0 >= m1) break;
       fill_rows(m0, m1, rows.data());
-      for (int64_t panel = 0; panel < panels; ++panel) tile_avx2(g, panel, m0, m1, rows.data());
+      if (g.nibbles) split_nibbles(rows.data(), (m1 - m0) * g.kw, planes.data());
+      const uint64_t* a = g.nibbles ? planes.data() : rows.data();
+      for (int64_t panel = 0; panel < panels; ++panel) tile_avx2(g, panel, m0, m1, a);
     }
   });
 }
@@ -416,18 +437,6 @@ int64_t choose_path(int64_t requested) {
   TORCH_CHECK(requested != kAvx512Bw || has_avx512bw(), "this CPU lacks AVX-512BW");
   TORCH_CHECK(requested != kAvx2 || has_avx2(), "this CPU lacks AVX2 with FMA");
   return requested;
-}
-
-// Whether a conv on this path reads nibble planes (see half_rows_nibbles_avx2): the AVX2 1x1 convs.
-bool nibble_layout(int64_t path, bool direct, int64_t kw) { return path == kAvx2 && direct && kw <= kByteSteps; }
-
-// words[i] split into its nibble planes: out[2 i] = low nibbles, out[2 i + 1] = high nibbles.
-inline void split_nibbles(const uint64_t* words, int64_t count, uint64_t* out) {
-  constexpr uint64_t kLow = 0x0f0f0f0f0f0f0f0fULL;
-  for (int64_t i = 0; i < count; ++i) {
-    out[2 * i] = words[i] & kLow;
-    out[2 * i + 1] = (words[i] >> 4) & kLow;
-  }
 }
 
 // ---------------------------------------------------------------- packing
@@ -532,7 +541,7 @@ torch::Tensor kernel_weights(torch::Tensor panels, int64_t kernel_h, int64_t ker
   TORCH_CHECK(panels.dim() == 3 && panels.size(2) == kPanel && panels.scalar_type() == torch::kInt64,
               "kernel_weights expects int64 panels [panels, words, ", kPanel, "] from packing.kernel_panels");
   const bool direct = kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == 0;
-  if (!nibble_layout(path, direct, panels.size(1))) return panels;
+  if (!nibble_layout(path, direct, panels.size(1), panels.size(0) * kPanel)) return panels;
   auto source = panels.contiguous();
   auto out = torch::empty({panels.size(0), panels.size(1), 2, kPanel}, torch::dtype(torch::kInt64));
   const auto* words = reinterpret_cast<const uint64_t*>(source.data_ptr<int64_t>());
@@ -564,7 +573,7 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
   const bool direct = kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == 0;
   const int64_t kw = direct ? pixel_words : (taps * c32 + 1) / 2;
   const int64_t padded = border_sums.size(0);
-  const bool nibbles = nibble_layout(path, direct, kw);
+  const bool nibbles = nibble_layout(path, direct, kw, padded);
   TORCH_CHECK(weights.dim() == (nibbles ? 4 : 3),
               "the weights are not in this kernel path's layout: pass the panels through kernel_weights() "
               "with the same path");
@@ -707,14 +716,15 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
          scale_c.data_ptr<float>(),
          shift_c.data_ptr<float>(),
          slope.has_value() ? slope_c.data_ptr<float>() : nullptr};
+  g.nibbles = nibbles;
   static thread_local std::vector<uint64_t> a_nibbles;
-  if (nibbles) {
+  if (nibbles && direct) {  // the fused im2col splits its rows itself, per run of pixels
     a_nibbles.resize(2 * m_rows * kw);
     uint64_t* planes = a_nibbles.data();  // plain pointer for the workers, as column_data above
     at::parallel_for(0, m_rows, 256, [&](int64_t begin, int64_t end) {
       split_nibbles(in + begin * kw, (end - begin) * kw, planes + 2 * begin * kw);
     });
-    g.a_nibbles = planes;
+    g.a = planes;
   }
   if (fused) {
     run_gemm_avx2_fused(g, fill_rows);
