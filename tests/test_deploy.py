@@ -69,11 +69,10 @@ def plus_minus(t):
 
 
 def long_k_layers(generator):
-    """Deep layers whose K spans many 64-bit words (3x3 over 520 channels: 73 words; 1x1 over 2100: 33),
-    past the AVX2 kernel's 31-step byte accumulation, with output channels not a multiple of 8; a 1x1 layer
-    over 1100 channels (18 words) for the AVX2 nibble-plane kernel; and a 3x3 layer whose packed weights
-    (144 words x 288 channels, 324 KiB) exceed the AVX2 kernel's fused-im2col limit, so the image-wide
-    im2col buffer is used."""
+    """Deep layers whose K spans many 64-bit words (3x3 over 520 channels: 73 words; 1x1 over 1100: 18, and
+    over 2100: 33), past the AVX2 kernel's 31-step byte accumulation (its k blocks), with output channels not
+    a multiple of 8; and a 3x3 layer whose packed weights (144 words x 288 channels, 324 KiB) exceed the AVX2
+    kernel's fused-im2col limit, so the image-wide im2col buffer is used."""
     for c, o, k in [(520, 37, 3), (1100, 45, 1), (2100, 19, 1), (1024, 283, 3)]:
         x = torch.randn(2, c, 5, 6, generator=generator)
         yield x, torch.randn(c, generator=generator) * 0.1, torch.randn(o, c, k, k, generator=generator), 1, k // 2
@@ -90,7 +89,7 @@ def test_kernel_integer_output_equals_float_conv_of_signs(build, path):
         packed_weight = pack_signs(weight)
         packed = ext.pack_activations(x, shift, code)
         ones, zeros = pad_channels(torch.ones(o)), pad_channels(torch.zeros(o))
-        weights = ext.kernel_weights(kernel_panels(packed_weight), k, k, stride, padding, code)
+        weights = ext.kernel_weights(kernel_panels(packed_weight), code)
         args = (weights, border_sums(packed_weight, c), c, o, k, k, stride, padding, ones, zeros)
         out = ext.binary_conv(packed, *args, None, code)
         reference = F.conv2d(
@@ -107,10 +106,9 @@ def test_weights_in_another_paths_layout_are_refused(build):
     x = ext.pack_activations(torch.randn(1, 96, 4, 4), torch.zeros(96), code)
     args = (border_sums(weight, 96), 96, 40, 1, 1, 1, 0, pad_channels(torch.ones(40)), pad_channels(torch.zeros(40)))
     with pytest.raises(RuntimeError, match="pass the panels through kernel_weights"):
-        ext.binary_conv(x, kernel_panels(weight), *args, None, code)  # the 1x1 kernel reads nibble planes
-    assert ext.binary_conv(x, ext.kernel_weights(kernel_panels(weight), 1, 1, 1, 0, code), *args, None, code).shape == (
-        1, 40, 4, 4,
-    )  # fmt: skip
+        ext.binary_conv(x, kernel_panels(weight), *args, None, code)  # the AVX2 kernel reads nibble planes
+    out = ext.binary_conv(x, ext.kernel_weights(kernel_panels(weight), code), *args, None, code)
+    assert out.shape == (1, 40, 4, 4)
 
 
 @pytest.mark.parametrize(("build", "path"), KERNEL_CASES)
@@ -138,7 +136,7 @@ def test_kernel_epilogue_matches_the_reference_path(build, path):
     o, c, k, _ = weight.shape
     scale, bias, slope = torch.randn(o, generator=generator), torch.randn(o, generator=generator), torch.rand(o)
     packed_weight = pack_signs(weight)
-    weights = ext.kernel_weights(kernel_panels(packed_weight), k, k, 2, k // 2, kernels.path_code(path))
+    weights = ext.kernel_weights(kernel_panels(packed_weight), kernels.path_code(path))
     out = ext.binary_conv(
         ext.pack_activations(x, shift, kernels.path_code(path)),
         weights, border_sums(packed_weight, c), c, o, k, k, 2, k // 2,

@@ -131,15 +131,11 @@ def runnable_path_code(name: str | None) -> int:
     return code
 
 
-def kernel_weights(
-    panels: torch.Tensor, kernel_size: tuple[int, int], stride: int, padding: int, code: int
-) -> torch.Tensor:
-    """Packed weight panels (``packing.kernel_panels``) in the layout the kernels read on path ``code`` for
-    this conv (the AVX2 1x1 kernel reads them split into nibble planes); unchanged without the extension."""
+def kernel_weights(panels: torch.Tensor, code: int) -> torch.Tensor:
+    """Packed weight panels (``packing.kernel_panels``) in the layout the kernels read on path ``code`` (the
+    AVX2 kernel reads them split into nibble planes); unchanged without the extension."""
     ext = extension()
-    if ext is None:
-        return panels
-    return ext.kernel_weights(panels, *kernel_size, stride, padding, code)
+    return panels if ext is None else ext.kernel_weights(panels, code)
 
 
 def reference_binary_conv(

@@ -48,9 +48,7 @@ class PackedBinaryConv(nn.Module):
         self.register_buffer("slope", pad_channels(slope, 1.0), persistent=False)
         self.out_channels = out_channels
         self.path = kernels.runnable_path_code(kernel_path)
-        panels = kernel_panels(bits.array)
-        weights = kernels.kernel_weights(panels, self.shape[2:], self.stride, self.padding, self.path)
-        self.register_buffer("panels", weights, persistent=False)
+        self.register_buffer("panels", kernels.kernel_weights(kernel_panels(bits.array), self.path), persistent=False)
         self._bind_kernel_arguments()
 
     def _bind_kernel_arguments(self) -> None:

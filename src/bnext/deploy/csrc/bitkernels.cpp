@@ -82,9 +82,8 @@ struct Gemm {
   const float* scale;          // [padded_channels]
   const float* shift;          // [padded_channels]
   const float* slope;          // [padded_channels] or nullptr (no PReLU)
-  // Nibble planes (AVX2, see half_rows_nibbles_avx2): b is [panels][kw][2][kPanel], the low nibbles
-  // of each byte then the high ones, and a row of A is its kw words split the same way (2 kw words).
-  bool nibbles = false;
+  // On the AVX2 path both are nibble planes (see half_rows_nibbles_avx2): b is [panels][kw][2][kPanel],
+  // the low nibbles of each byte then the high ones, and a row of A is its kw words split the same way.
 };
 
 inline float finish_one(const Gemm& g, int64_t m, int64_t o, int64_t count) {
@@ -123,16 +122,11 @@ void tile_portable(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_
 // ---------------------------------------------------------------- AVX2
 // Popcount by nibble table (pshufb) with byte counts summed over up to 31 k steps before one
 // vpsadbw per vector (Mula et al.'s scheme: a byte holds at most 8 per step, so 31 steps fit
-// in 255); the 32-channel panel is done as two halves of 16 channels so that byte and 64-bit
-// accumulators stay in the 16 ymm registers. The epilogue is vectorized, 8 channels at a time,
-// with the same float operations as finish_one.
+// in 255), on operands stored as nibble planes (see half_rows_nibbles_avx2); the 32-channel panel
+// is done as two halves of 16 channels so that byte and 64-bit accumulators stay in the 16 ymm
+// registers. The epilogue is vectorized, 8 channels at a time, with the same float operations as
+// finish_one.
 constexpr int64_t kByteSteps = 31;
-
-BNEXT_TARGET("avx2") inline __m256i nibble_counts(__m256i x, __m256i table, __m256i low) {
-  const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
-  const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
-  return _mm256_add_epi8(lo, hi);  // popcount of each byte
-}
 
 // The epilogue of 8 channels of one row, with the per-channel vectors of a tile loaded once
 // (``Affine8``): the dot K - 2 count - border is formed exactly in int32, then
@@ -174,49 +168,35 @@ BNEXT_TARGET("avx2,fma") inline void finish_avx2(const Gemm& g, int64_t m, int64
   }
 }
 
-// Rows [m_begin, m_end) (their A words start at ``rows``) against one 16-channel half of a
-// weight panel (``bh``). KW > 0 fixes the number of 64-bit words per row at compile time (the
-// 1x1 layers: 1-16 words), so the k loop unrolls; KW = 0 reads it from the GEMM.
-template <int KW>
-BNEXT_TARGET("avx2,fma") void half_rows_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin, int64_t m_end,
-                                              const uint64_t* rows) {
-  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
-                                         2, 3, 2, 3, 3, 4);
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  const __m256i zero = _mm256_setzero_si256();
-  const int64_t kw = KW > 0 ? KW : g.kw;
-  const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const uint64_t* a = rows + (m - m_begin) * kw;
-    __m256i total[4] = {zero, zero, zero, zero};  // 64-bit counts, 4 channels each
-    for (int64_t k0 = 0; k0 < kw; k0 += kByteSteps) {
-      const int64_t k_end = std::min(kw, k0 + kByteSteps);
-      __m256i bytes[4] = {zero, zero, zero, zero};
-      for (int64_t k = k0; k < k_end; ++k) {
-        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
-        const uint64_t* bk = bh + k * kPanel;
+// The AVX2 kernel works on nibble planes (Gemm::nibbles): both operands are stored split into
+// their low and high nibbles (each byte & 0x0f, and >> 4), so that the nibbles of A ^ B are the
+// XOR of stored nibbles and a vector of 4 words costs 6 instructions (2 xor with the weights'
+// load folded in, 2 pshufb, 2 add) instead of 8 for plain words (the shift and two masks go).
+// Measured on an AVX2 EPYC at 1 thread, interleaved in one process against the plain-word kernel
+// it replaced, at 224 px on bnext_tiny, bnext18 and bnext_small, identical outputs: 1x1 convs 11%
+// less time in all (up to 24% at 384-1536 channels), 3x3 convs up to 220 channels 12-19% less,
+// the deeper 3x3 convs 8% less in all (k in blocks, below).
+// Byte counts of `steps` k steps of one row (its nibble words from `a`) against one 16-channel half
+// of a panel (its nibble words from `bk`), added to `bytes` (4 vectors of 4 channels).
+BNEXT_TARGET("avx2") inline void count_nibbles(const uint64_t* a, const uint64_t* bk, int64_t steps, __m256i table,
+                                               __m256i* bytes) {
+  // Opaque to the optimizer: with KW fixed, GCC would hoist all of the panel's loads out of the
+  // row loop and spill them (measured 24% slower at kw = 6 than reloading them, folded into the xors).
+  asm volatile("" : "+r"(bk));
+  for (int64_t k = 0; k < steps; ++k, bk += 2 * kPanel) {
+    const __m256i low = _mm256_set1_epi64x(static_cast<long long>(a[2 * k]));
+    const __m256i high = _mm256_set1_epi64x(static_cast<long long>(a[2 * k + 1]));
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
-          bytes[j] = _mm256_add_epi8(bytes[j], nibble_counts(_mm256_xor_si256(av, bv), table, low));
-        }
-      }
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) total[j] = _mm256_add_epi64(total[j], _mm256_sad_epu8(bytes[j], zero));
+    for (int j = 0; j < 4; ++j) {
+      const __m256i b_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
+      const __m256i b_high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + kPanel + 4 * j));
+      const __m256i counts = _mm256_add_epi8(_mm256_shuffle_epi8(table, _mm256_xor_si256(low, b_low)),
+                                             _mm256_shuffle_epi8(table, _mm256_xor_si256(high, b_high)));
+      bytes[j] = _mm256_add_epi8(bytes[j], counts);
     }
-    finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
-    finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
   }
 }
 
-// The AVX2 kernel on nibble planes (Gemm::nibbles): both operands are stored split into
-// their low and high nibbles (each byte & 0x0f, and >> 4), so that the nibbles of A ^ B are the
-// XOR of stored nibbles and each 16-channel vector costs 6 instructions (2 xor with the weights'
-// load folded in, 2 pshufb, 2 add) instead of 8 (the shift and two masks go). Measured on an AVX2
-// EPYC at 1 thread, interleaved in one process against the plain kernel, at 224 px: the 1x1 convs
-// of bnext_tiny and bnext_small took 11% less in all (up to 24% less at 384-1536 channels), the
-// 3x3 convs with the fused im2col (up to 220 channels) 12-19% less. Only for kw <= kByteSteps:
-// the byte counts need no intermediate vpsadbw.
 template <int KW>
 BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin,
                                                      int64_t m_end, const uint64_t* rows) {
@@ -225,58 +205,54 @@ BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64
   const __m256i zero = _mm256_setzero_si256();
   const int64_t kw = KW > 0 ? KW : g.kw;
   const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const uint64_t* a = rows + (m - m_begin) * kw * 2;
-    const uint64_t* bk = bh;
-    // Opaque to the optimizer: with KW fixed, GCC would hoist all of the panel's loads out of the
-    // row loop and spill them (measured 24% slower at kw = 6 than reloading them, folded into the xors).
-    asm volatile("" : "+r"(bk));
-    __m256i bytes[4] = {zero, zero, zero, zero};
-    for (int64_t k = 0; k < kw; ++k, bk += 2 * kPanel) {
-      const __m256i low = _mm256_set1_epi64x(static_cast<long long>(a[2 * k]));
-      const __m256i high = _mm256_set1_epi64x(static_cast<long long>(a[2 * k + 1]));
+  if (kw <= kByteSteps) {  // one block of k steps: each row is finished as soon as it is counted
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      __m256i bytes[4] = {zero, zero, zero, zero};
+      count_nibbles(rows + (m - m_begin) * kw * 2, bh, kw, table, bytes);
+      __m256i total[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) total[j] = _mm256_sad_epu8(bytes[j], zero);
+      finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
+      finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
+    }
+    return;
+  }
+  // Deep layers: k in blocks of kByteSteps, all rows per block, so that the block's weights (8 KiB for
+  // the half) stay in L1 across the rows; the rows' 64-bit counts wait in `total` (2 KiB).
+  __m256i total[kRowsAvx2][4];
+  for (int64_t k0 = 0; k0 < kw; k0 += kByteSteps) {
+    const int64_t steps = std::min(kByteSteps, kw - k0);
+    for (int64_t r = 0; r < m_end - m_begin; ++r) {
+      __m256i bytes[4] = {zero, zero, zero, zero};
+      count_nibbles(rows + (r * kw + k0) * 2, bh + k0 * 2 * kPanel, steps, table, bytes);
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
-        const __m256i b_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 4 * j));
-        const __m256i b_high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + kPanel + 4 * j));
-        const __m256i counts = _mm256_add_epi8(_mm256_shuffle_epi8(table, _mm256_xor_si256(low, b_low)),
-                                               _mm256_shuffle_epi8(table, _mm256_xor_si256(high, b_high)));
-        bytes[j] = _mm256_add_epi8(bytes[j], counts);
+        const __m256i sums = _mm256_sad_epu8(bytes[j], zero);
+        total[r][j] = k0 == 0 ? sums : _mm256_add_epi64(total[r][j], sums);
       }
     }
-    __m256i total[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) total[j] = _mm256_sad_epu8(bytes[j], zero);
-    finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
-    finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
+  }
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const __m256i* counts = total[m - m_begin];
+    finish_avx2(g, m, o, narrow_counts(counts[0], counts[1]), first);
+    finish_avx2(g, m, o + 8, narrow_counts(counts[2], counts[3]), second);
   }
 }
 
-// Rows [m_begin, m_end) against one weight panel, one 16-channel half at a time, so that the
-// half's epilogue vectors and the popcount constants stay in registers across the rows.
+// Rows [m_begin, m_end) (their nibble words start at ``rows``) against one weight panel, one
+// 16-channel half at a time, so that the half's epilogue vectors and the popcount constants stay
+// in registers across the rows. KW fixed at compile time for the 1x1 layers up to 256 channels.
 void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end, const uint64_t* rows) {
   for (int half = 0; half < 2; ++half) {
     const int64_t o = panel * kPanel + 16 * half;
     if (o >= g.out_channels) break;
-    if (g.nibbles) {
-      const uint64_t* bh = g.b + panel * g.kw * 2 * kPanel + 16 * half;
-      switch (g.kw) {
-        case 1: half_rows_nibbles_avx2<1>(g, bh, o, m_begin, m_end, rows); break;
-        case 2: half_rows_nibbles_avx2<2>(g, bh, o, m_begin, m_end, rows); break;
-        case 3: half_rows_nibbles_avx2<3>(g, bh, o, m_begin, m_end, rows); break;
-        case 4: half_rows_nibbles_avx2<4>(g, bh, o, m_begin, m_end, rows); break;
-        default: half_rows_nibbles_avx2<0>(g, bh, o, m_begin, m_end, rows);
-      }
-      continue;
-    }
-    const uint64_t* bh = g.b + panel * g.kw * kPanel + 16 * half;
+    const uint64_t* bh = g.b + panel * g.kw * 2 * kPanel + 16 * half;
     switch (g.kw) {
-      case 1: half_rows_avx2<1>(g, bh, o, m_begin, m_end, rows); break;
-      case 2: half_rows_avx2<2>(g, bh, o, m_begin, m_end, rows); break;
-      case 4: half_rows_avx2<4>(g, bh, o, m_begin, m_end, rows); break;
-      case 8: half_rows_avx2<8>(g, bh, o, m_begin, m_end, rows); break;
-      case 16: half_rows_avx2<16>(g, bh, o, m_begin, m_end, rows); break;
-      default: half_rows_avx2<0>(g, bh, o, m_begin, m_end, rows);
+      case 1: half_rows_nibbles_avx2<1>(g, bh, o, m_begin, m_end, rows); break;
+      case 2: half_rows_nibbles_avx2<2>(g, bh, o, m_begin, m_end, rows); break;
+      case 3: half_rows_nibbles_avx2<3>(g, bh, o, m_begin, m_end, rows); break;
+      case 4: half_rows_nibbles_avx2<4>(g, bh, o, m_begin, m_end, rows); break;
+      default: half_rows_nibbles_avx2<0>(g, bh, o, m_begin, m_end, rows);
     }
   }
 }
@@ -379,7 +355,7 @@ void run_gemm(const Gemm& g, int64_t path) {
       } else if (path == kAvx512Bw) {
         tile_avx512<false>(g, panel, m0, spare);
       } else if (path == kAvx2) {
-        tile_avx2(g, panel, m0, std::min(m0 + rows, g.m_rows), g.a + m0 * g.kw * (g.nibbles ? 2 : 1));
+        tile_avx2(g, panel, m0, std::min(m0 + rows, g.m_rows), g.a + m0 * g.kw * 2);
       } else {
         tile_portable(g, panel, m0, spare);
       }
@@ -392,14 +368,9 @@ void run_gemm(const Gemm& g, int64_t path) {
 // buffer is written and read back. Used when all weight panels fit in L2 (kFusedWeightBytes).
 constexpr int64_t kFusedWeightBytes = 256 << 10;
 
-// Whether a conv reads nibble planes (see half_rows_nibbles_avx2): on the AVX2 path, when a row of A
-// fits the byte counts' 31 steps, for 1x1 convs and for the convs with the fused im2col (whose rows
-// are split per run of pixels, in L1; the image-wide im2col of the deep layers keeps plain words,
-// as their doubled weight panels would no longer fit L1: 16-60% slower, measured).
-bool nibble_layout(int64_t path, bool direct, int64_t kw, int64_t padded) {
-  const bool fused = kw * padded * static_cast<int64_t>(sizeof(uint64_t)) <= kFusedWeightBytes;
-  return path == kAvx2 && kw <= kByteSteps && (direct || fused);
-}
+// Whether a path reads nibble planes (see half_rows_nibbles_avx2): the AVX2 path. Its A rows are split
+// per call (1x1 convs, the image-wide im2col) or per run of pixels, in L1 (the fused im2col).
+bool nibble_layout(int64_t path) { return path == kAvx2; }
 
 // words[i] split into its nibble planes: out[2 i] = low nibbles, out[2 i + 1] = high nibbles.
 inline void split_nibbles(const uint64_t* words, int64_t count, uint64_t* out) {
@@ -418,14 +389,13 @@ void run_gemm_avx2_fused(const Gemm& g, const FillRows& fill_rows) {
   const int64_t chunks = ((g.m_rows + kRowsAvx2 - 1) / kRowsAvx2 + threads - 1) / threads * threads;
   const int64_t chunk_rows = (g.m_rows + chunks - 1) / chunks;
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<uint64_t> rows(chunk_rows * g.kw), planes(g.nibbles ? 2 * chunk_rows * g.kw : 0);
+    std::vector<uint64_t> rows(chunk_rows * g.kw), planes(2 * chunk_rows * g.kw);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t m0 = chunk * chunk_rows, m1 = std::min(m0 + chunk_rows, g.m_rows);
       if (m0 >= m1) break;
       fill_rows(m0, m1, rows.data());
-      if (g.nibbles) split_nibbles(rows.data(), (m1 - m0) * g.kw, planes.data());
-      const uint64_t* a = g.nibbles ? planes.data() : rows.data();
-      for (int64_t panel = 0; panel < panels; ++panel) tile_avx2(g, panel, m0, m1, a);
+      split_nibbles(rows.data(), (m1 - m0) * g.kw, planes.data());
+      for (int64_t panel = 0; panel < panels; ++panel) tile_avx2(g, panel, m0, m1, planes.data());
     }
   });
 }
@@ -532,16 +502,13 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor bias, int64_t path
   return out;
 }
 
-// The weight panels (int64 [panels, kw, 32], packing.py) in the layout binary_conv reads on this path for
-// this conv: [panels, kw, 2, 32] nibble planes for the AVX2 1x1 kernel, unchanged otherwise. Done once per
-// layer when a model is loaded.
-torch::Tensor kernel_weights(torch::Tensor panels, int64_t kernel_h, int64_t kernel_w, int64_t stride, int64_t padding,
-                             int64_t path) {
+// The weight panels (int64 [panels, kw, 32], packing.py) in the layout binary_conv reads on this path:
+// [panels, kw, 2, 32] nibble planes on AVX2, unchanged otherwise. Done once per layer when a model is loaded.
+torch::Tensor kernel_weights(torch::Tensor panels, int64_t path) {
   path = choose_path(path);
   TORCH_CHECK(panels.dim() == 3 && panels.size(2) == kPanel && panels.scalar_type() == torch::kInt64,
               "kernel_weights expects int64 panels [panels, words, ", kPanel, "] from packing.kernel_panels");
-  const bool direct = kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == 0;
-  if (!nibble_layout(path, direct, panels.size(1), panels.size(0) * kPanel)) return panels;
+  if (!nibble_layout(path)) return panels;
   auto source = panels.contiguous();
   auto out = torch::empty({panels.size(0), panels.size(1), 2, kPanel}, torch::dtype(torch::kInt64));
   const auto* words = reinterpret_cast<const uint64_t*>(source.data_ptr<int64_t>());
@@ -573,7 +540,7 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
   const bool direct = kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == 0;
   const int64_t kw = direct ? pixel_words : (taps * c32 + 1) / 2;
   const int64_t padded = border_sums.size(0);
-  const bool nibbles = nibble_layout(path, direct, kw, padded);
+  const bool nibbles = nibble_layout(path);
   TORCH_CHECK(weights.dim() == (nibbles ? 4 : 3),
               "the weights are not in this kernel path's layout: pass the panels through kernel_weights() "
               "with the same path");
@@ -716,13 +683,13 @@ torch::Tensor binary_conv(torch::Tensor packed, torch::Tensor weights, torch::Te
          scale_c.data_ptr<float>(),
          shift_c.data_ptr<float>(),
          slope.has_value() ? slope_c.data_ptr<float>() : nullptr};
-  g.nibbles = nibbles;
   static thread_local std::vector<uint64_t> a_nibbles;
-  if (nibbles && direct) {  // the fused im2col splits its rows itself, per run of pixels
+  if (nibbles && !fused) {  // the fused im2col splits its rows itself, per run of pixels
     a_nibbles.resize(2 * m_rows * kw);
     uint64_t* planes = a_nibbles.data();  // plain pointer for the workers, as column_data above
+    const uint64_t* words = g.a;
     at::parallel_for(0, m_rows, 256, [&](int64_t begin, int64_t end) {
-      split_nibbles(in + begin * kw, (end - begin) * kw, planes + 2 * begin * kw);
+      split_nibbles(words + begin * kw, (end - begin) * kw, planes + 2 * begin * kw);
     });
     g.a = planes;
   }
@@ -758,8 +725,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("scale"), py::arg("shift"), py::arg("elm"), py::arg("into") = py::none(), py::arg("offset") = 0);
   m.def("pack_activations", &pack_activations, "sign(x + bias) packed along channels (bit set = negative)");
   m.def("kernel_weights", &kernel_weights, "the weight panels in the layout binary_conv reads on a kernel path",
-        py::arg("panels"), py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride"), py::arg("padding"),
-        py::arg("path"));
+        py::arg("panels"), py::arg("path"));
   m.def("binary_conv", &binary_conv, "XNOR/popcount conv with border correction and fused epilogue");
   m.def("supported_paths", &supported_paths, "kernel paths this CPU can run, slowest first: 0 portable, 1 AVX2, 3 AVX-512BW, 2 AVX-512 VPOPCNTDQ");
 }
