@@ -76,6 +76,14 @@ RUNTIME_MODEL = {
 }
 
 
+def random_model(name: str) -> torch.nn.Module:
+    """A registry model with random weights (speed does not depend on their values), in the deployed state
+    (temperature 0: hard signs)."""
+    model = create_model(name)
+    set_temperature(model, 0.0)
+    return model
+
+
 def onnx_files(folder: Path, float_model: torch.nn.Module) -> dict[str, Path]:
     import timm
 
@@ -286,8 +294,7 @@ def main() -> None:
         name = f"peer_inference_{resolved_path(None)}"
         print(f"wrote {chart(json.loads((RESULTS / f'{name}.json').read_text()), RESULTS / f'{name}.png')}")
         return
-    model = create_model("bnext_tiny")
-    set_temperature(model, 0.0)
+    model = random_model("bnext_tiny")
     float_model = prebinarized_float_model(model)
     packed = packed_from_model(model, "bnext_tiny", {})
     kernel_path = resolved_path(None)
@@ -315,10 +322,7 @@ def main() -> None:
         for name, row in result[key].items():
             print(f"batch {batch} {name:32s} " + "  ".join(f"{t}t {ms:8.2f} ms" for t, ms in row.items()))
     layer_models = {"bnext_tiny": packed}
-    for name in LAYER_MODELS[1:]:
-        other = create_model(name)
-        set_temperature(other, 0.0)
-        layer_models[name] = packed_from_model(other, name, {})
+    layer_models |= {name: packed_from_model(random_model(name), name, {}) for name in LAYER_MODELS[1:]}
     result["layers"] = time_layers(layer_models, args.layer_reps)
     result["layer_summary"] = layer_summary(result["layers"])
     result["binary_convs_ms"] = result["layer_summary"]["bnext_tiny"]["binary_convs_ms"]

@@ -17,7 +17,7 @@
 // VPOPCNTDQ (Skylake-X, Cascade Lake: 4x32 tiles, nibble-table popcount), AVX2 (nibble-table
 // popcount, byte counts summed before vpsadbw, vectorized epilogue) and portable C++. Work is
 // split over torch's intra-op threads (at::parallel_for). Each path reads the weight panels in
-// the layout kernel_weights() gives it (the AVX2 1x1 kernel reads nibble planes, see there).
+// the layout kernel_weights() gives it (the AVX2 kernel reads nibble planes, see there).
 //
 // Built with BNEXT_EMULATE_X86 (the test build, kernels.emulated_extension), every x86
 // intrinsic comes from SIMDe's portable C implementation and every path reports itself as
@@ -168,7 +168,7 @@ BNEXT_TARGET("avx2,fma") inline void finish_avx2(const Gemm& g, int64_t m, int64
   }
 }
 
-// The AVX2 kernel works on nibble planes (Gemm::nibbles): both operands are stored split into
+// The AVX2 kernel works on nibble planes (see Gemm): both operands are stored split into
 // their low and high nibbles (each byte & 0x0f, and >> 4), so that the nibbles of A ^ B are the
 // XOR of stored nibbles and a vector of 4 words costs 6 instructions (2 xor with the weights'
 // load folded in, 2 pshufb, 2 add) instead of 8 for plain words (the shift and two masks go).
@@ -176,6 +176,7 @@ BNEXT_TARGET("avx2,fma") inline void finish_avx2(const Gemm& g, int64_t m, int64
 // it replaced, at 224 px on bnext_tiny, bnext18 and bnext_small, identical outputs: 1x1 convs 11%
 // less time in all (up to 24% at 384-1536 channels), 3x3 convs up to 220 channels 12-19% less,
 // the deeper 3x3 convs 8% less in all (k in blocks, below).
+
 // Byte counts of `steps` k steps of one row (its nibble words from `a`) against one 16-channel half
 // of a panel (its nibble words from `bk`), added to `bytes` (4 vectors of 4 channels).
 BNEXT_TARGET("avx2") inline void count_nibbles(const uint64_t* a, const uint64_t* bk, int64_t steps, __m256i table,
@@ -197,6 +198,13 @@ BNEXT_TARGET("avx2") inline void count_nibbles(const uint64_t* a, const uint64_t
   }
 }
 
+// Finishes the 16 channels from o of row m from their 64-bit counts (4 vectors of 4 channels each).
+BNEXT_TARGET("avx2,fma") inline void finish_half(const Gemm& g, int64_t m, int64_t o, const __m256i* counts,
+                                                 const Affine8& first, const Affine8& second) {
+  finish_avx2(g, m, o, narrow_counts(counts[0], counts[1]), first);
+  finish_avx2(g, m, o + 8, narrow_counts(counts[2], counts[3]), second);
+}
+
 template <int KW>
 BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin,
                                                      int64_t m_end, const uint64_t* rows) {
@@ -212,8 +220,7 @@ BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64
       __m256i total[4];
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) total[j] = _mm256_sad_epu8(bytes[j], zero);
-      finish_avx2(g, m, o, narrow_counts(total[0], total[1]), first);
-      finish_avx2(g, m, o + 8, narrow_counts(total[2], total[3]), second);
+      finish_half(g, m, o, total, first, second);
     }
     return;
   }
@@ -232,11 +239,7 @@ BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64
       }
     }
   }
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const __m256i* counts = total[m - m_begin];
-    finish_avx2(g, m, o, narrow_counts(counts[0], counts[1]), first);
-    finish_avx2(g, m, o + 8, narrow_counts(counts[2], counts[3]), second);
-  }
+  for (int64_t m = m_begin; m < m_end; ++m) finish_half(g, m, o, total[m - m_begin], first, second);
 }
 
 // Rows [m_begin, m_end) (their nibble words start at ``rows``) against one weight panel, one
@@ -372,12 +375,16 @@ constexpr int64_t kFusedWeightBytes = 256 << 10;
 // per call (1x1 convs, the image-wide im2col) or per run of pixels, in L1 (the fused im2col).
 bool nibble_layout(int64_t path) { return path == kAvx2; }
 
-// words[i] split into its nibble planes: out[2 i] = low nibbles, out[2 i + 1] = high nibbles.
+// The low and the high nibble of each byte of a word, each in the low half of its byte.
+constexpr uint64_t kLowNibbles = 0x0f0f0f0f0f0f0f0fULL;
+inline uint64_t low_nibbles(uint64_t word) { return word & kLowNibbles; }
+inline uint64_t high_nibbles(uint64_t word) { return (word >> 4) & kLowNibbles; }
+
+// words[i] split into its nibble planes (the A rows): out[2 i] = low nibbles, out[2 i + 1] = high nibbles.
 inline void split_nibbles(const uint64_t* words, int64_t count, uint64_t* out) {
-  constexpr uint64_t kLow = 0x0f0f0f0f0f0f0f0fULL;
   for (int64_t i = 0; i < count; ++i) {
-    out[2 * i] = words[i] & kLow;
-    out[2 * i + 1] = (words[i] >> 4) & kLow;
+    out[2 * i] = low_nibbles(words[i]);
+    out[2 * i + 1] = high_nibbles(words[i]);
   }
 }
 
@@ -513,12 +520,12 @@ torch::Tensor kernel_weights(torch::Tensor panels, int64_t path) {
   auto out = torch::empty({panels.size(0), panels.size(1), 2, kPanel}, torch::dtype(torch::kInt64));
   const auto* words = reinterpret_cast<const uint64_t*>(source.data_ptr<int64_t>());
   auto* planes = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
-  std::vector<uint64_t> split(2 * kPanel);
   for (int64_t row = 0; row < panels.size(0) * panels.size(1); ++row) {  // one k step of one panel
-    split_nibbles(words + row * kPanel, kPanel, split.data());
+    const uint64_t* step = words + row * kPanel;
+    uint64_t* out_step = planes + row * 2 * kPanel;  // its 32 low-nibble words, then its 32 high ones
     for (int64_t j = 0; j < kPanel; ++j) {
-      planes[row * 2 * kPanel + j] = split[2 * j];
-      planes[row * 2 * kPanel + kPanel + j] = split[2 * j + 1];
+      out_step[j] = low_nibbles(step[j]);
+      out_step[kPanel + j] = high_nibbles(step[j]);
     }
   }
   return out;
