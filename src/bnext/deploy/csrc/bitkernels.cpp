@@ -83,7 +83,8 @@ struct Gemm {
   const float* shift;          // [padded_channels]
   const float* slope;          // [padded_channels] or nullptr (no PReLU)
   // On the AVX2 path both are nibble planes (see half_rows_nibbles_avx2): b is [panels][kw][2][kPanel],
-  // the low nibbles of each byte then the high ones, and a row of A is its kw words split the same way.
+  // the low nibbles of each byte then the high ones, its channels in kStoredChannel order, and a row of A
+  // is its kw words split the same way.
 };
 
 inline float finish_one(const Gemm& g, int64_t m, int64_t o, int64_t count) {
@@ -140,12 +141,19 @@ BNEXT_TARGET("avx2") inline Affine8 load_affine(const Gemm& g, int64_t o) {
           g.slope != nullptr ? _mm256_loadu_ps(g.slope + o) : _mm256_set1_ps(1.0f)};
 }
 
+// The AVX2 weight planes hold each 8 channels in the order 0 1 4 5 | 2 3 6 7 (kStoredChannel), so that
+// the 64-bit lane counts of their two vectors, (0 1 4 5) and (2 3 6 7), narrow to int32 in channel order
+// with one in-lane shuffle: without the cross-lane vpermq that natural order needs (measured 6% less
+// time on the 1x1 convs, 2% on the 3x3 convs, AVX2 EPYC, 1 thread).
+constexpr int kStoredChannel[8] = {0, 1, 4, 5, 2, 3, 6, 7};  // its own inverse
+
 // 8 int32 counts, in channel order, from the 64-bit lanes of two vectors (counts are far below 2^31).
 BNEXT_TARGET("avx2") inline __m256i narrow_counts(__m256i first, __m256i second) {
-  const __m256 pairs = _mm256_shuffle_ps(_mm256_castsi256_ps(first), _mm256_castsi256_ps(second), 0x88);
-  return _mm256_permute4x64_epi64(_mm256_castps_si256(pairs), 0xD8);  // lanes 0 2 1 3
+  return _mm256_castps_si256(_mm256_shuffle_ps(_mm256_castsi256_ps(first), _mm256_castsi256_ps(second), 0x88));
 }
 
+// kPrelu: the layer has a PReLU (g.slope), fixed at compile time so that the row loops carry no test of it.
+template <bool kPrelu>
 BNEXT_TARGET("avx2,fma") inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts, const Affine8& affine) {
   const int64_t left = g.out_channels - o;
   if (left <= 0) return;
@@ -155,7 +163,7 @@ BNEXT_TARGET("avx2,fma") inline void finish_avx2(const Gemm& g, int64_t m, int64
     dot = _mm256_sub_epi32(dot, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
   }
   __m256 y = _mm256_fmadd_ps(affine.scale, _mm256_cvtepi32_ps(dot), affine.shift);
-  if (g.slope != nullptr) {
+  if constexpr (kPrelu) {
     const __m256 negative = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_NGT_UQ);
     y = _mm256_blendv_ps(y, _mm256_mul_ps(y, affine.slope), negative);
   }
@@ -199,15 +207,20 @@ BNEXT_TARGET("avx2") inline void count_nibbles(const uint64_t* a, const uint64_t
 }
 
 // Finishes the 16 channels from o of row m from their 64-bit counts (4 vectors of 4 channels each).
+template <bool kPrelu>
 BNEXT_TARGET("avx2,fma") inline void finish_half(const Gemm& g, int64_t m, int64_t o, const __m256i* counts,
                                                  const Affine8& first, const Affine8& second) {
-  finish_avx2(g, m, o, narrow_counts(counts[0], counts[1]), first);
-  finish_avx2(g, m, o + 8, narrow_counts(counts[2], counts[3]), second);
+  finish_avx2<kPrelu>(g, m, o, narrow_counts(counts[0], counts[1]), first);
+  finish_avx2<kPrelu>(g, m, o + 8, narrow_counts(counts[2], counts[3]), second);
 }
 
-template <int KW>
-BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin,
-                                                     int64_t m_end, const uint64_t* rows) {
+// The Gemm is copied in: through the reference, GCC reloaded its fields (slope, row_pattern, out) for
+// every row, as the output stores might change them; with the copy and kPrelu fixed the 1x1 convs took
+// 9% less time (measured as above).
+template <int KW, bool kPrelu>
+BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm gemm_copy, const uint64_t* bh, int64_t o,
+                                                     int64_t m_begin, int64_t m_end, const uint64_t* rows) {
+  const Gemm& g = gemm_copy;
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
                                          2, 3, 2, 3, 3, 4);
   const __m256i zero = _mm256_setzero_si256();
@@ -220,7 +233,7 @@ BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64
       __m256i total[4];
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) total[j] = _mm256_sad_epu8(bytes[j], zero);
-      finish_half(g, m, o, total, first, second);
+      finish_half<kPrelu>(g, m, o, total, first, second);
     }
     return;
   }
@@ -239,7 +252,19 @@ BNEXT_TARGET("avx2,fma") void half_rows_nibbles_avx2(const Gemm& g, const uint64
       }
     }
   }
-  for (int64_t m = m_begin; m < m_end; ++m) finish_half(g, m, o, total[m - m_begin], first, second);
+  for (int64_t m = m_begin; m < m_end; ++m) finish_half<kPrelu>(g, m, o, total[m - m_begin], first, second);
+}
+
+template <bool kPrelu>
+void half_rows_avx2(const Gemm& g, const uint64_t* bh, int64_t o, int64_t m_begin, int64_t m_end,
+                    const uint64_t* rows) {
+  switch (g.kw) {
+    case 1: half_rows_nibbles_avx2<1, kPrelu>(g, bh, o, m_begin, m_end, rows); break;
+    case 2: half_rows_nibbles_avx2<2, kPrelu>(g, bh, o, m_begin, m_end, rows); break;
+    case 3: half_rows_nibbles_avx2<3, kPrelu>(g, bh, o, m_begin, m_end, rows); break;
+    case 4: half_rows_nibbles_avx2<4, kPrelu>(g, bh, o, m_begin, m_end, rows); break;
+    default: half_rows_nibbles_avx2<0, kPrelu>(g, bh, o, m_begin, m_end, rows);
+  }
 }
 
 // Rows [m_begin, m_end) (their nibble words start at ``rows``) against one weight panel, one
@@ -250,12 +275,10 @@ void tile_avx2(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end, con
     const int64_t o = panel * kPanel + 16 * half;
     if (o >= g.out_channels) break;
     const uint64_t* bh = g.b + panel * g.kw * 2 * kPanel + 16 * half;
-    switch (g.kw) {
-      case 1: half_rows_nibbles_avx2<1>(g, bh, o, m_begin, m_end, rows); break;
-      case 2: half_rows_nibbles_avx2<2>(g, bh, o, m_begin, m_end, rows); break;
-      case 3: half_rows_nibbles_avx2<3>(g, bh, o, m_begin, m_end, rows); break;
-      case 4: half_rows_nibbles_avx2<4>(g, bh, o, m_begin, m_end, rows); break;
-      default: half_rows_nibbles_avx2<0>(g, bh, o, m_begin, m_end, rows);
+    if (g.slope != nullptr) {
+      half_rows_avx2<true>(g, bh, o, m_begin, m_end, rows);
+    } else {
+      half_rows_avx2<false>(g, bh, o, m_begin, m_end, rows);
     }
   }
 }
@@ -337,7 +360,12 @@ void tile_avx512(const Gemm& g, int64_t panel, int64_t m0, std::vector<uint64_t>
     for (int j = 0; j < 4; ++j) {
       const int64_t o = panel * kPanel + 8 * j;
       if (o >= g.out_channels) break;
-      finish_avx2(g, m, o, _mm512_cvtepi64_epi32(total[r][j]), load_affine(g, o));
+      const __m256i counts = _mm512_cvtepi64_epi32(total[r][j]);
+      if (g.slope != nullptr) {
+        finish_avx2<true>(g, m, o, counts, load_affine(g, o));
+      } else {
+        finish_avx2<false>(g, m, o, counts, load_affine(g, o));
+      }
     }
   }
 }
@@ -510,7 +538,8 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor bias, int64_t path
 }
 
 // The weight panels (int64 [panels, kw, 32], packing.py) in the layout binary_conv reads on this path:
-// [panels, kw, 2, 32] nibble planes on AVX2, unchanged otherwise. Done once per layer when a model is loaded.
+// [panels, kw, 2, 32] nibble planes in kStoredChannel order on AVX2, unchanged otherwise. Done once per layer
+// when a model is loaded.
 torch::Tensor kernel_weights(torch::Tensor panels, int64_t path) {
   path = choose_path(path);
   TORCH_CHECK(panels.dim() == 3 && panels.size(2) == kPanel && panels.scalar_type() == torch::kInt64,
@@ -524,8 +553,9 @@ torch::Tensor kernel_weights(torch::Tensor panels, int64_t path) {
     const uint64_t* step = words + row * kPanel;
     uint64_t* out_step = planes + row * 2 * kPanel;  // its 32 low-nibble words, then its 32 high ones
     for (int64_t j = 0; j < kPanel; ++j) {
-      out_step[j] = low_nibbles(step[j]);
-      out_step[kPanel + j] = high_nibbles(step[j]);
+      const uint64_t word = step[j / 8 * 8 + kStoredChannel[j % 8]];
+      out_step[j] = low_nibbles(word);
+      out_step[kPanel + j] = high_nibbles(word);
     }
   }
   return out;
