@@ -71,9 +71,11 @@ def plus_minus(t):
 def long_k_layers(generator):
     """Deep layers whose K spans many 64-bit words (3x3 over 520 channels: 73 words; 1x1 over 1100: 18, and
     over 2100: 33), past the AVX2 kernel's 31-step byte accumulation (its k blocks), with output channels not
-    a multiple of 8; and a 3x3 layer whose packed weights (144 words x 288 channels, 324 KiB) exceed the AVX2
-    kernel's fused-im2col limit, so the image-wide im2col buffer is used."""
-    for c, o, k in [(520, 37, 3), (1100, 45, 1), (2100, 19, 1), (1024, 283, 3)]:
+    a multiple of 8; and a 3x3 layer (144 words x 288 channels, 324 KiB) and a 1x1 layer (33 words x 1024
+    channels, 264 KiB) whose packed weights exceed the AVX2 kernel's limit for runs of pixels
+    (kRowRunWeightBytes, 256 KiB), so the image-wide im2col buffer, and for the 1x1 the per-call split of its
+    packed pixels, are used."""
+    for c, o, k in [(520, 37, 3), (1100, 45, 1), (2100, 19, 1), (1024, 283, 3), (2100, 1001, 1)]:
         x = torch.randn(2, c, 5, 6, generator=generator)
         yield x, torch.randn(c, generator=generator) * 0.1, torch.randn(o, c, k, k, generator=generator), 1, k // 2
 
