@@ -1,54 +1,74 @@
 # The two commands of the README: `make demo` (the main job) and `make test`.
-# Each creates .venv/ when missing, installs the project with pinned dependencies,
-# builds the C++ bit kernels once (cached; the runtime falls back to torch ops without a compiler),
-# and installs Debian's Fashion-MNIST package when the data is absent and apt is usable.
+# Each creates .venv/ when missing, installs the C++ runtime (runtime/, built with CMake) and the project
+# with pinned dependencies, and installs the Debian packages they need when apt is usable: Fashion-MNIST,
+# a C++ compiler, CMake and Ninja; for the tests also SIMDe (the AVX-512 paths emulated on any CPU) and
+# clang (the libFuzzer run over the .bnx loader).
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+RUNTIME_SOURCES := $(shell find runtime -name '*.cpp' -o -name '*.h' -o -name '*.py' -o -name 'CMakeLists.txt' -o -name 'pyproject.toml' | grep -v '/tests/\|/fuzz/')
+BUILD := build
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint install system bench
+.PHONY: demo test lint install system system-test runtime-test fuzz bench
 
-$(STAMP): pyproject.toml requirements.lock | system
+$(STAMP): pyproject.toml requirements.lock $(RUNTIME_SOURCES) | system
 	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "building and installing the C++ runtime (runtime/ -> bnext_runtime) ..."
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock ./runtime
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
-	@echo "building the packed 1-bit kernels (C++, cached under ~/.cache/bnext/kernels) ..."
-	$(PY) -m bnext.deploy.build
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-# Debian packages the commands need and this machine lacks: the dataset, a C++ compiler
-# and ninja for the packed kernels (without them the runtime falls back to torch ops), and
-# SIMDe's headers, with which the tests check the AVX-512 kernel paths on CPUs without AVX-512.
-system:
-	@missing=""; \
-	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
-	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
-	command -v ninja >/dev/null 2>&1 || missing="$$missing ninja-build"; \
-	[ -f /usr/include/simde/x86/avx512.h ] || missing="$$missing libsimde-dev"; \
+# Installs the missing Debian packages among $(1) (name:probe-path pairs), when apt is usable.
+define apt_install
+	@missing=""; for pair in $(1); do \
+	  [ -e "$${pair#*:}" ] || missing="$$missing $${pair%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null; \
 	  elif command -v sudo >/dev/null 2>&1; then \
 	    (sudo apt-get update -qq && sudo apt-get install -y -qq $$missing) >/dev/null; \
 	  else \
-	    echo "note: apt is not usable to install$$missing; dependent tests are skipped"; \
+	    echo "note: apt is not usable to install$$missing; dependent steps are skipped"; \
 	  fi; \
 	fi
+endef
+
+system:
+	$(call apt_install,dataset-fashion-mnist:$(FMNIST) g++:/usr/bin/g++ cmake:/usr/bin/cmake ninja-build:/usr/bin/ninja)
+
+system-test: system
+	$(call apt_install,libsimde-dev:/usr/include/simde/x86/avx512.h clang:/usr/bin/clang++ libclang-rt-dev:/usr/share/doc/libclang-rt-dev)
 
 demo: $(STAMP)
 	$(PY) -m bnext.demo
 
+# The runtime's C++ tests, natively and with every x86 intrinsic emulated (SIMDe: the AVX-512 paths on
+# any CPU), then a bounded libFuzzer run over the loader.
+runtime-test: system-test
+	cmake -S runtime -B $(BUILD)/runtime -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD)/runtime -j2
+	$(BUILD)/runtime/runtime_tests
+	@if [ -f /usr/include/simde/x86/avx512.h ]; then \
+	  cmake -S runtime -B $(BUILD)/runtime-emulated -G Ninja -DBNEXT_EMULATE_X86=ON >/dev/null && \
+	  cmake --build $(BUILD)/runtime-emulated -j2 && $(BUILD)/runtime-emulated/runtime_tests; \
+	else echo "note: SIMDe absent: the emulated x86 kernel tests are skipped"; fi
+
+fuzz: system-test
+	@if command -v clang++ >/dev/null 2>&1; then bash runtime/fuzz/run_fuzz.sh $(BUILD)/fuzz 60; \
+	else echo "note: clang absent: the fuzz run is skipped"; fi
+
 # The optional peer runtimes (OpenVINO, ONNX Runtime: ~90 MB, ~30 s) so that their tests run too;
 # without them (no index reachable) those tests skip.
-test: $(STAMP)
+test: $(STAMP) runtime-test fuzz
 	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' \
 	  || echo "note: the bench extra (openvino, onnxruntime) is not installed; its tests skip"
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks runtime/python
 	$(PY) -m pytest -q
 
 # Benchmarks, run on purpose: they rewrite the tracked files under benchmarks/results/.

@@ -35,6 +35,8 @@ def trained_checkpoint(tmp_path_factory):
             folder = tmp_path_factory.mktemp(model_name)
             config = tiny_config(folder, epochs=2, temperature_decay="auto")
             config["model"]["name"] = model_name
+            if model_name == "reactnet_a":  # fixed widths: no width_multiplier
+                config["model"]["kwargs"].pop("width_multiplier")
             Trainer(config).fit()
             built[model_name] = folder / "last.pt"
         return built[model_name]

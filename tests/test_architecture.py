@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from bnext.models import is_model
 from bnext.nn import set_temperature
 from bnext.nn.binary_conv import BinaryConv2d
 from bnext.nn.info_rcp import BinaryUnit, MainBranch, UnitTail
@@ -82,8 +81,9 @@ def test_no_import_circle_between_modules():
 
 
 def test_runtime_does_not_import_the_exporter():
-    assert "bnext.deploy.export" not in import_graph()["bnext.deploy.runtime"]
-    assert "bnext.deploy.export" not in import_graph()["bnext.deploy.fused_unit"]
+    for module in ("bnext.deploy.runtime", "bnext.deploy.reference"):
+        assert "bnext.deploy.export" not in import_graph()[module]
+        assert "bnext.deploy.lowering" not in import_graph()[module]
 
 
 class RenamedUnit(BinaryUnit):
@@ -138,19 +138,6 @@ class RenamedNet(nn.Module):
         return self.fc(self.units(self.stem(x)).mean((2, 3)))
 
 
-@pytest.fixture
-def renamed_unit_net(monkeypatch):
-    """Registers ``renamed_unit_net`` for one test only (the runtime rebuilds models from the registry)."""
-    from bnext.models import registry
-
-    def renamed_unit_net(num_classes: int = 5) -> nn.Module:
-        return RenamedNet(num_classes)
-
-    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY})  # restored after the test
-    registry.register_model(renamed_unit_net)
-    assert is_model("renamed_unit_net")
-
-
 def trained_renamed_net() -> nn.Module:
     torch.manual_seed(0)
     model = RenamedNet()
@@ -163,15 +150,31 @@ def trained_renamed_net() -> nn.Module:
     return model.eval()
 
 
-def test_renamed_private_attributes_do_not_break_export_and_runtime(renamed_unit_net):
-    from bnext.deploy.bench import packed_from_model
+def test_renamed_private_attributes_do_not_break_export_and_runtime():
+    """Export lowers units through their public interface only: renamed units still become ops that the torch
+    reference and the C++ runtime run to the unit's own result."""
+    import bnext_runtime
+
+    from bnext.deploy.fileformat import encode_bnx
+    from bnext.deploy.graph import INPUT
+    from bnext.deploy.lowering import Lowering
+    from bnext.deploy.reference import run_graph
 
     model = trained_renamed_net()
-    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    lowering = Lowering(16)
+    value = INPUT
+    for index, unit in enumerate(model.units):
+        value = lowering.bnext_unit(f"units.{index}", unit, value)
+    graph = lowering.graph.graph(value, 16, 16)
+    features = torch.randn(4, 16, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = model(images)
-    logits = packed_from_model(model, "renamed_unit_net", {"num_classes": 5})(images)
-    assert (logits - expected).abs().max() <= 1e-3 * expected.abs().max()
+        expected = model.units(features)
+    scale = expected.abs().max()
+    assert (run_graph(graph, lowering.graph.arrays, features).view_as(expected) - expected).abs().max() <= 1e-4 * scale
+    header = {"format": "bnext-packed", "card": {}, "graph": graph}
+    native = bnext_runtime.load(encode_bnx(header, lowering.graph.arrays)).run_any(features.numpy())
+    native = torch.from_numpy(native).view(4, 16, 16, 16).permute(0, 3, 1, 2)  # NHWC per image
+    assert (native - expected).abs().max() <= 1e-4 * scale
 
 
 def test_renamed_private_attributes_do_not_break_ptq():

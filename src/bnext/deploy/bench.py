@@ -1,12 +1,13 @@
 """Speed of the packed runtime against PyTorch fp32, measured as ratios within one run.
 
-* Per layer: every binary conv of the model (its packed op: shift + sign + pack +
-  XNOR/popcount conv + folded BN/PReLU) against ``torch.nn.functional.conv2d`` of the same
-  shape on +-1 floats, both with the same threads; torch is timed in channels_last (as
-  asked) and in NCHW, and the faster of the two is the baseline we divide by.
+* Per layer: every binary conv of the model (the C++ runtime's op: shift + sign + pack +
+  XNOR/popcount conv + folded BN/PReLU, run as a model of its own, its time as the runtime
+  reports it) against ``torch.nn.functional.conv2d`` of the same shape on +-1 floats, both
+  with the same threads; torch is timed in channels_last and in NCHW, and the faster of the
+  two is the baseline we divide by.
 * End to end: the packed model against the same model in PyTorch fp32 eval with its binary
   weights pre-binarized (plain convs holding sign(w), channels_last), plus where the packed
-  model's time goes (binary convs vs the fp ops around them).
+  model's time goes (binary convs vs the fp ops around them, from the runtime's per-op times).
 
 Timings are medians of ``reps`` calls after warm-up, the two sides interleaved so that
 machine noise hits both alike.
@@ -21,15 +22,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bnext.card import ModelCard
-from bnext.deploy.export import packed_entries, packed_header
-from bnext.deploy.fused_unit import separate_kernel_calls
-from bnext.deploy.kernels import resolved_path
-from bnext.deploy.runtime import PackedBinaryConv, PackedModel, build_packed_model
+from bnext.deploy.export import packed_model
+from bnext.deploy.fileformat import encode_bnx
+from bnext.deploy.reference import run_graph
+from bnext.deploy.runtime import PackedModel, load_packed, native_runtime, resolved_path
 from bnext.hardware import cpu_model, isa_summary
 from bnext.nn import set_temperature
 from bnext.nn.binary_conv import BinaryConv2d
@@ -57,13 +59,15 @@ def prebinarized_float_model(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def packed_from_model(model: nn.Module, name: str, kwargs: dict[str, Any], kernel_path: str | None = None):
+def packed_from_model(
+    model: nn.Module, name: str, kwargs: dict[str, Any], kernel_path: str | None = None
+) -> PackedModel:
     """The packed runtime of an in-memory model (binarizers set to exact sign first)."""
     model = copy.deepcopy(model).eval()
     set_temperature(model, 0.0)
-    entries, _ = packed_entries(model)
     card = ModelCard.from_create_kwargs(name, kwargs, getattr(model, "num_classes", 1000))
-    return build_packed_model(packed_header(model, entries, card), entries, kernel_path)
+    header, arrays, _ = packed_model(model, card)
+    return load_packed(header, arrays, kernel_path)
 
 
 def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, block: int = 1) -> dict[str, float]:
@@ -104,73 +108,104 @@ def threads(count: int):
 
 
 @dataclass
-class LayerInput:
+class BinaryLayer:
+    """One binary conv op of a packed model, with the input shape (N, C, H, W) it sees."""
+
     name: str
     shape: tuple[int, ...]
-    op: PackedBinaryConv
+    attrs: dict[str, Any]
+    op: dict[str, Any]
+    arrays: dict[str, np.ndarray]
 
 
-def binary_layer_inputs(packed: PackedModel, images: torch.Tensor) -> list[LayerInput]:
-    """Each packed binary conv with the shape of its input for ``images``."""
-    found: list[LayerInput] = []
-    hooks = []
-    for name, module in packed.model.named_modules():
-        if isinstance(module, PackedBinaryConv):
-            hook = module.register_forward_pre_hook(
-                lambda m, args, name=name: found.append(LayerInput(name, tuple(args[0].shape), m))
-            )
-            hooks.append(hook)
-    with separate_kernel_calls(packed):
-        packed(images)
-    for hook in hooks:
-        hook.remove()
+def binary_layer_inputs(packed: PackedModel, images: torch.Tensor) -> list[BinaryLayer]:
+    """Each binary conv of ``packed`` with the shape of its input for ``images``."""
+    found: list[BinaryLayer] = []
+
+    def observe(op: dict[str, Any], inputs: dict[str, torch.Tensor]) -> None:
+        if op["op"] == "binary_conv":
+            arrays = {name: packed.arrays[name] for name in op["params"].values()}
+            found.append(BinaryLayer(op["name"], tuple(inputs["x"].shape), op["attrs"], op, arrays))
+
+    run_graph(packed.header["graph"], packed.arrays, images, observe)
     return found
 
 
-def torch_conv_calls(x: torch.Tensor, signs: torch.Tensor, op: PackedBinaryConv) -> dict[str, Callable[[], Any]]:
+class LayerRunner:
+    """One binary conv as a model of its own in the C++ runtime; each call runs it and records the op's own
+    time (without the model input's NCHW -> NHWC copy), as OpenVINO's profiler reports its kernels."""
+
+    def __init__(self, layer: BinaryLayer, threads: int, kernel_path: str | None = None) -> None:
+        c, h, w = layer.shape[1:]
+        graph = {
+            "input": {"name": "input", "channels": c, "height": h, "width": w, "multiple": 1},
+            "output": layer.op["output"],
+            "classes": layer.attrs["out_channels"],
+            "ops": [{**layer.op, "inputs": {"x": "input"}}],
+        }
+        header = {"format": "bnext-packed", "card": {}, "graph": graph}
+        self.model = native_runtime().load(encode_bnx(header, layer.arrays), kernel_path, threads)
+        self.seconds: list[float] = []
+
+    def __call__(self, x: np.ndarray) -> None:
+        ((_, _, seconds),) = self.model.profile(x)
+        self.seconds.append(seconds)
+
+
+def torch_conv_calls(x: torch.Tensor, signs: torch.Tensor, layer: BinaryLayer) -> dict[str, Callable[[], Any]]:
     """The PyTorch fp32 baseline of one binary conv: ``F.conv2d`` of sign(x) and the +-1 ``signs``, in
     channels_last and in NCHW (the caller keeps the faster)."""
     x_sign = torch.sign(x).contiguous(memory_format=torch.channels_last)
     x_nchw, weight_cl = x_sign.contiguous(), signs.contiguous(memory_format=torch.channels_last)
+    stride, padding = layer.attrs["stride"], layer.attrs["padding"]
     return {
-        "torch_channels_last": lambda: F.conv2d(x_sign, weight_cl, stride=op.stride, padding=op.padding),
-        "torch_nchw": lambda: F.conv2d(x_nchw, signs, stride=op.stride, padding=op.padding),
+        "torch_channels_last": lambda: F.conv2d(x_sign, weight_cl, stride=stride, padding=padding),
+        "torch_nchw": lambda: F.conv2d(x_nchw, signs, stride=stride, padding=padding),
     }
 
 
-def binary_conv_macs(in_shape: tuple[int, ...], op: PackedBinaryConv) -> int:
-    """Binary multiply-accumulates of ``op`` on an input of ``in_shape`` (N, C, H, W)."""
-    out_channels, channels, kh, kw = op.shape
-    out_h = (in_shape[2] + 2 * op.padding - kh) // op.stride + 1
-    out_w = (in_shape[3] + 2 * op.padding - kw) // op.stride + 1
-    return in_shape[0] * out_h * out_w * out_channels * channels * kh * kw
+def conv_shape(layer: BinaryLayer) -> tuple[int, int, int, int]:
+    """(out, in, k, k) of the layer's weight."""
+    a = layer.attrs
+    return (a["out_channels"], a["in_channels"], a["kernel"], a["kernel"])
 
 
-def time_layer(layer: LayerInput, generator: torch.Generator, reps: int) -> dict[str, Any]:
-    """One binary conv: its packed op vs torch fp32 conv2d of the same shape (channels_last and NCHW)."""
-    op = layer.op
-    x = torch.randn(layer.shape, generator=generator).contiguous(memory_format=torch.channels_last)
-    signs = torch.sign(torch.randn(op.shape, generator=generator))
+def binary_conv_macs(layer: BinaryLayer) -> int:
+    """Binary multiply-accumulates of ``layer`` on its input."""
+    n, c, h, w = layer.shape
+    a = layer.attrs
+    out_h = (h + 2 * a["padding"] - a["kernel"]) // a["stride"] + 1
+    out_w = (w + 2 * a["padding"] - a["kernel"]) // a["stride"] + 1
+    return n * out_h * out_w * a["out_channels"] * c * a["kernel"] ** 2
+
+
+def time_layer(layer: BinaryLayer, generator: torch.Generator, reps: int) -> dict[str, Any]:
+    """One binary conv: the runtime's op vs torch fp32 conv2d of the same shape (channels_last and NCHW),
+    interleaved, at torch's current thread count."""
+    x = torch.randn(layer.shape, generator=generator)
+    signs = torch.sign(torch.randn(conv_shape(layer), generator=generator))
+    runner = LayerRunner(layer, torch.get_num_threads())
+    array = x.numpy()
     with torch.inference_mode():
-        seconds = median_seconds({**torch_conv_calls(x, signs, op), "packed": lambda: op(x)}, reps)
-    out_channels, channels, kh, _ = op.shape
-    macs = binary_conv_macs(layer.shape, op)
+        seconds = median_seconds({**torch_conv_calls(x, signs, layer), "packed": lambda: runner(array)}, reps)
+    packed = median(runner.seconds)
+    macs = binary_conv_macs(layer)
     best_torch = min(seconds["torch_channels_last"], seconds["torch_nchw"])
     return {
         "layer": layer.name,
-        "kernel": kh,
-        "stride": op.stride,
-        "in_channels": channels,
-        "out_channels": out_channels,
+        "kernel": layer.attrs["kernel"],
+        "stride": layer.attrs["stride"],
+        "in_channels": layer.attrs["in_channels"],
+        "out_channels": layer.attrs["out_channels"],
         "input_hw": list(layer.shape[2:]),
         "macs": macs,
         "torch_channels_last_ms": 1e3 * seconds["torch_channels_last"],
         "torch_nchw_ms": 1e3 * seconds["torch_nchw"],
-        "packed_ms": 1e3 * seconds["packed"],
+        "packed_ms": 1e3 * packed,
         "torch_fp32_gflops": 2 * macs / best_torch / 1e9,
-        "packed_binary_gmacs": macs / seconds["packed"] / 1e9,
-        "speedup_vs_channels_last": seconds["torch_channels_last"] / seconds["packed"],
-        "speedup": best_torch / seconds["packed"],
+        "packed_binary_gmacs": macs / packed / 1e9,
+        "speedup_vs_channels_last": seconds["torch_channels_last"] / packed,
+        "speedup": best_torch / packed,
     }
 
 
@@ -181,34 +216,27 @@ def bench_layers(packed: PackedModel, images: torch.Tensor, reps: int) -> list[d
 
 
 def time_split(packed: PackedModel, images: torch.Tensor, reps: int) -> dict[str, float]:
-    """Share of the packed model's time inside the binary convs (pack + GEMM + epilogue) vs the rest, measured
-    with each unit's conv and tail called apart (hooks cannot see inside the one-call units)."""
-    inside = [0.0]
-    starts: dict[int, float] = {}
-    hooks = []
-    for module in packed.model.modules():
-        if isinstance(module, PackedBinaryConv):
-            hooks.append(module.register_forward_pre_hook(lambda m, a: starts.__setitem__(id(m), time.perf_counter())))
-            hooks.append(
-                module.register_forward_hook(
-                    lambda m, a, o: inside.__setitem__(0, inside[0] + time.perf_counter() - starts[id(m)])
-                )
-            )
-    with separate_kernel_calls(packed):  # the hooks time the convs apart from the unit tails
-        packed(images)
-        inside[0] = 0.0
-        start = time.perf_counter()
-        for _ in range(reps):
-            packed(images)
-        total = time.perf_counter() - start
-    for hook in hooks:
-        hook.remove()
-    return {"binary_conv_share": inside[0] / total, "fp_ops_share": 1 - inside[0] / total}
+    """Share of the packed model's run inside the binary convs (pack + GEMM + epilogue) vs the other ops, from
+    the runtime's per-op times (median over ``reps`` runs per op)."""
+    rows = [packed.native.profile(images.numpy()) for _ in range(reps)]
+    per_op = [median([row[i][2] for row in rows]) for i in range(len(rows[0]))]
+    inside = sum(t for t, (_, kind, _) in zip(per_op, rows[0], strict=True) if kind == "binary_conv")
+    return {"binary_conv_share": inside / sum(per_op), "fp_ops_share": 1 - inside / sum(per_op)}
+
+
+def op_breakdown(packed: PackedModel, images: torch.Tensor, reps: int) -> dict[str, float]:
+    """Median ms per op kind of one packed run (the runtime's own per-op times)."""
+    rows = [packed.native.profile(images.numpy()) for _ in range(reps)]
+    totals: dict[str, float] = {}
+    for index, (_, kind, _) in enumerate(rows[0]):
+        totals[kind] = totals.get(kind, 0.0) + 1e3 * median([row[index][2] for row in rows])
+    return totals
 
 
 def bench_end_to_end(float_model: nn.Module, packed: PackedModel, images: torch.Tensor, reps: int) -> dict[str, float]:
     """PyTorch fp32 eval (pre-binarized weights, channels_last) vs the packed runtime on ``images``."""
     channels_last = images.contiguous(memory_format=torch.channels_last)
+    packed.set_threads(torch.get_num_threads())
     with torch.inference_mode():
         seconds = median_seconds({"torch": lambda: float_model(channels_last), "packed": lambda: packed(images)}, reps)
     return {
