@@ -215,7 +215,7 @@ def test_bad_images_get_clear_errors_or_documented_results(tmp_path, trained_che
 def test_export_refuses_to_overwrite_its_input_or_a_directory(tmp_path, trained_checkpoint):
     checkpoint = tmp_path / "ckpt.pt"
     checkpoint.write_bytes(trained_checkpoint("bnext_tiny").read_bytes())
-    with pytest.raises(UserError, match="checkpoint being exported"):
+    with pytest.raises(UserError, match="is the input"):
         export_checkpoint(checkpoint, checkpoint)
     with pytest.raises(UserError, match="directory"):
         export_checkpoint(checkpoint, tmp_path)

@@ -8,7 +8,9 @@ from a dataset name or checking them in several places.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import reprlib
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +32,13 @@ class ModelCard:
     dataset: str | None = None
 
     def __post_init__(self) -> None:
+        bad = [name for name, valid in _FIELD_CHECKS.items() if not valid(getattr(self, name))]
+        if bad:  # a card read from a file can hold anything
+            fields = ", ".join(f"{name}={reprlib.repr(getattr(self, name))}" for name in bad)
+            raise UserError(
+                f"the model card has invalid {fields}: the file is damaged or was not written by bnext; "
+                "use an intact copy (or re-export / re-train it)"
+            )
         if "num_classes" in self.kwargs:
             raise ValueError("num_classes belongs to the card, not to its kwargs")
 
@@ -39,7 +48,7 @@ class ModelCard:
     ) -> ModelCard:
         """A card from ``create_model``-style arguments (``num_classes`` among the kwargs, else ``default_classes``)."""
         rest = dict(kwargs)
-        return cls(model, int(rest.pop("num_classes", default_classes)), rest, **facts)
+        return cls(model, rest.pop("num_classes", default_classes), rest, **facts)
 
     def create_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``bnext.create_model(card.model, **card.create_kwargs())``."""
@@ -52,16 +61,45 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        """The card ``as_dict`` wrote; the card's checks name any field of the wrong type."""
         return cls(
-            model=data["model"],
-            num_classes=int(data["num_classes"]),
-            kwargs=dict(data.get("kwargs", {})),
-            classes=list(data.get("classes", [])),
-            mean=tuple(data.get("mean", IMAGENET_MEAN)),
-            std=tuple(data.get("std", IMAGENET_STD)),
+            model=data.get("model"),
+            num_classes=data.get("num_classes"),
+            kwargs=copy.copy(data.get("kwargs", {})),
+            classes=copy.copy(data.get("classes", [])),
+            mean=_as_tuple(data.get("mean", IMAGENET_MEAN)),
+            std=_as_tuple(data.get("std", IMAGENET_STD)),
             input_size=data.get("input_size"),
             dataset=data.get("dataset"),
         )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _numbers(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) >= 1
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+
+
+_FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "model": lambda v: isinstance(v, str) and bool(v),
+    "num_classes": _is_count,
+    "kwargs": lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+    "classes": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+    "mean": _numbers,
+    "std": lambda v: _numbers(v) and all(s > 0 for s in v),
+    "input_size": lambda v: v is None or _is_count(v),
+    "dataset": lambda v: v is None or isinstance(v, str),
+}
 
 
 def card_from_payload(payload: Mapping[str, Any]) -> ModelCard | None:
@@ -75,12 +113,18 @@ def card_from_payload(payload: Mapping[str, Any]) -> ModelCard | None:
     name = payload.get("model_name") or payload.get("model")
     if not isinstance(name, str):
         return None
-    data = (payload.get("config") or {}).get("data", {})
-    mean, std = input_stats(data.get("dataset", "imagenet"))
+    kwargs, config = payload.get("model_kwargs") or {}, payload.get("config")
+    if not isinstance(kwargs, Mapping):
+        raise UserError(
+            f"model_kwargs {reprlib.repr(kwargs)} is not a mapping: the file is damaged; use an intact copy"
+        )
+    data = config.get("data") if isinstance(config, Mapping) else None
+    data = data if isinstance(data, Mapping) else {}
+    dataset = data.get("dataset")
+    mean, std = input_stats(dataset if isinstance(dataset, str) else "imagenet")
     return ModelCard.from_create_kwargs(
-        name, payload.get("model_kwargs") or {}, payload.get("num_classes", 1000),
-        classes=list(payload.get("classes", [])), mean=mean, std=std, input_size=data.get("image_size"),
-        dataset=data.get("dataset"),
+        name, kwargs, payload.get("num_classes", 1000), classes=payload.get("classes", []), mean=mean, std=std,
+        input_size=data.get("image_size"), dataset=dataset,
     )  # fmt: skip
 
 

@@ -10,8 +10,7 @@ the model a checkpoint names is ``bnext.loading.model_from_checkpoint``.
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zipfile
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,16 @@ from torch import nn
 
 from bnext.atomic import atomic_write
 from bnext.authors_weights import from_authors_names
-from bnext.card import ModelCard
+from bnext.card import ModelCard, card_from_payload
 from bnext.errors import UserError
 from bnext.nn.wrappers import unwrap_model
 
 FORMAT = "bnext"
 VERSION = 1
 _MAX_LISTED = 8
+_DAMAGED = (
+    "It is truncated, damaged or not a PyTorch file: use an earlier checkpoint (e.g. best.pt) or download it again."
+)
 
 
 class CheckpointError(UserError):
@@ -85,22 +87,38 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"no checkpoint file at {path}: check the path (or train one with `bnext train`)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, pickle.UnpicklingError, ValueError) as error:
+    except Exception as error:  # a damaged pickle fails in many ways (IndexError, KeyError, TypeError, ...)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({reason}). It is truncated, damaged or not a "
-            "PyTorch file: use an earlier checkpoint (e.g. best.pt) or download it again."
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {reason}). {_DAMAGED}"
         ) from error
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint dict")
     if payload.get("format") == FORMAT:
-        if payload.get("version", 0) > VERSION:
-            raise CheckpointError(
-                f"{path} has format version {payload['version']}; this bnext reads up to {VERSION}: upgrade bnext"
-            )
-        if state_digest(payload["model"]) != payload.get("model_sha256"):
-            raise CheckpointError(f"{path} is corrupt: its weights do not match their stored SHA-256")
+        _check_our_payload(payload, path)
+    try:
+        card_from_payload(payload)
+    except UserError as error:
+        raise CheckpointError(f"{path}: {error}") from error
     return payload
+
+
+def _check_our_payload(payload: dict[str, Any], path: Path) -> None:
+    """The fields every bnext checkpoint has, with their types, and the weights' SHA-256."""
+    version, state = payload.get("version"), payload.get("model")
+    if type(version) is not int:
+        raise CheckpointError(f"{path} has format version {reprlib.repr(version)}, not an integer. {_DAMAGED}")
+    if version > VERSION:
+        raise CheckpointError(f"{path} has format version {version}; this bnext reads up to {VERSION}: upgrade bnext")
+    tensors = isinstance(state, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    )
+    if not tensors:
+        raise CheckpointError(f"{path} has no model weights (a dict of tensors under 'model'). {_DAMAGED}")
+    if state_digest(state) != payload.get("model_sha256"):
+        raise CheckpointError(f"{path} is corrupt: its weights do not match their stored SHA-256. {_DAMAGED}")
+    if not isinstance(payload.get("config") or {}, dict):
+        raise CheckpointError(f"{path} has a stored config that is not a mapping. {_DAMAGED}")
 
 
 def extract_state_dict(payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
 """Training configuration: defaults, YAML recipes and ``--set key=value`` overrides.
 
 A config is a nested dict. Every key a recipe or an override names must exist
-in ``DEFAULTS`` (a typo is an error with a suggestion, not a silent no-op).
+in ``DEFAULTS`` (a typo is an error with a suggestion, not a silent no-op), and its
+value must have the key's type (``SCHEMA``), checked when the config is loaded.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import json
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,77 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Keys whose type their default does not give (a None default, or "auto" beside a bool or number) and the
+# lists; every other key takes its default's type. A kind is a type, a list[type], None or a literal string.
+_TYPES: dict[str, tuple[Any, ...]] = {
+    "data.data_dir": (str, None),
+    "data.subset": (int, None),
+    "data.randaugment": (str, None),  # "" or null: off
+    "train.betas": (list[float],),
+    "train.temperature_decay": (float, "auto"),
+    "train.amp": (bool, "auto"),
+    "train.compile": (bool, "auto"),
+    "train.threads": (int, None),
+    "distill.strong": (str, None),
+    "distill.assistants": (list[str],),
+    "distill.tabulate_teachers": (bool, "auto"),
+}
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    None: "null",
+    list[float]: "a list of numbers",
+    list[str]: "a list of strings",
+}
+
+
+def _flatten(defaults: Mapping[str, Any], path: str = "") -> dict[str, tuple[Any, ...]]:
+    schema: dict[str, tuple[Any, ...]] = {}
+    for key, value in defaults.items():
+        dotted = f"{path}{key}"
+        if isinstance(value, dict) and key != "kwargs":
+            schema.update(_flatten(value, dotted + "."))
+        else:
+            schema[dotted] = _TYPES.get(dotted, (type(value),))
+    return schema
+
+
+SCHEMA: dict[str, tuple[Any, ...]] = _flatten(DEFAULTS)
+"""The kinds of value each dotted key takes (``model.kwargs`` is free-form: a dict of model arguments)."""
+
+
+def _is_kind(value: Any, kind: Any) -> bool:
+    if kind is None or isinstance(kind, str):
+        return value == kind
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, int | float)
+    if getattr(kind, "__origin__", None) is list:
+        return isinstance(value, list) and all(_is_kind(item, kind.__args__[0]) for item in value)
+    return isinstance(value, kind)
+
+
+def _check_value(dotted: str, value: Any) -> Any:
+    """``value`` as config key ``dotted`` takes it (an int for a float key becomes a float); UserError otherwise."""
+    kinds = SCHEMA[dotted]
+    if not any(_is_kind(value, kind) for kind in kinds):
+        raise UserError(
+            f"config key {dotted!r} must be {' or '.join(_KIND_NAMES.get(k, repr(k)) for k in kinds)}, got "
+            f"{reprlib.repr(value)}: fix the recipe or the --set value (the default is "
+            f"{json.dumps(_lookup(DEFAULTS, dotted))})"
+        )
+    return float(value) if float in kinds and type(value) is int else value
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -104,19 +178,67 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], path: str = "") -> d
     for key, value in update.items():
         dotted = f"{path}{key}"
         if key not in base:
-            close = difflib.get_close_matches(key, list(base), n=1)
+            close = difflib.get_close_matches(key, list(base), n=1) if isinstance(key, str) else []
             hint = f" (did you mean {path}{close[0]}?)" if close else ""
             raise UserError(f"unknown config key {dotted!r}{hint}")
         if isinstance(base[key], dict):
             if not isinstance(value, Mapping):
-                raise UserError(f"config key {dotted!r} must be a mapping, got {value!r}")
+                raise UserError(f"config key {dotted!r} must be a mapping, got {reprlib.repr(value)}")
             if key == "kwargs":  # free-form: model arguments are not known in advance
                 base[key] = {**base[key], **_coerce(copy.deepcopy(dict(value)))}
             else:
                 _merge(base[key], value, dotted + ".")
         else:
-            base[key] = _coerce(copy.deepcopy(value))
+            base[key] = _check_value(dotted, _coerce(copy.deepcopy(value)))
     return base
+
+
+_MAX_DEPTH = 16
+
+
+def _check_tree(value: Any, source: str) -> None:
+    """Refuse a config that is not a plain tree: a list or dict reached twice (a YAML alias or a pickle
+    back-reference: nested ones expand exponentially, the "billion laughs") or nested deeper than ``_MAX_DEPTH``.
+
+    Walks each container once, so a hostile value costs time linear in its size.
+    """
+    seen: set[int] = set()
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if id(item) in seen or depth > _MAX_DEPTH:
+            problem = "shares one value in several places" if id(item) in seen else f"nests deeper than {_MAX_DEPTH}"
+            raise UserError(f"{source} {problem}: a config is a plain tree of values; write each value out")
+        seen.add(id(item))
+        stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
+class _TreeLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` without anchors and aliases (``&name`` / ``*name``): nested aliases let a few hundred
+    bytes expand into gigabytes (the "billion laughs"), and a config never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.MarkedYAMLError(
+                problem="anchors and aliases (&name, *name) are not allowed: write each value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    """Parse config YAML (safe types only, no anchors or aliases); a UserError naming ``source`` if it is not."""
+    try:
+        return yaml.load(text, Loader=_TreeLoader)  # a SafeLoader: safe types only
+    except RecursionError as error:
+        raise UserError(f"{source} nests too deeply: a config nests a few levels at most") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise UserError(f"{source} is not valid YAML: {getattr(error, 'problem', None) or error}{where}") from error
 
 
 def add_set_argument(
@@ -134,10 +256,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise UserError(f"--set takes key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError as error:
-        raise UserError(f"--set {key}: cannot parse value {raw!r}: {error}") from error
+    value = _read_yaml(raw, f"--set {key}: the value {reprlib.repr(raw)}") if raw else None
     nested: dict[str, Any] = {}
     cursor = nested
     parts = key.strip().split(".")
@@ -179,16 +298,14 @@ def load_config(
     path: str | Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """DEFAULTS, then ``base`` (e.g. the config stored in a checkpoint), then the YAML recipe
-    at ``path`` (if any), then each ``key=value`` override."""
+    at ``path`` (if any), then each ``key=value`` override; every value checked against ``SCHEMA``."""
     config = copy.deepcopy(DEFAULTS)
     if base:
+        _check_tree(base, "the stored config")
         _merge(config, base)
     if path is not None:
         path = resolve_recipe(path)
-        try:
-            recipe = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"config file {path} is not valid YAML: {error}") from error
+        recipe = _read_yaml(path.read_text(), f"config file {path}") or {}
         if not isinstance(recipe, Mapping):
             raise UserError(f"config file {path} must hold a mapping at the top level")
         _merge(config, recipe)

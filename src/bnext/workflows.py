@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bnext.atomic import check_output_path
 from bnext.card import card_from_payload, check_class_count
 from bnext.checkpoint import save_checkpoint
 from bnext.config import load_config
@@ -91,6 +92,9 @@ def quantize_checkpoint(
     for text in configs:
         if text != "32/32":
             parse_quant_config(text)  # fail on a malformed config before any work
+    target = None  # where the quantized checkpoint goes, refused now if writing it would lose a file
+    if output is not None and len(configs) == 1:
+        target = check_output_path(Path(output) / "quantized.pt", path)
     model, payload = model_from_checkpoint(path)
     data = checkpoint_data(payload, ["data.augment=none", *overrides])
     rows = []
@@ -99,9 +103,9 @@ def quantize_checkpoint(
             model, data, text, calibration_batches, finetune_epochs, finetune_lr
         )
         rows.append({"config": text, "top1": top1, "top5": top5, "model": quantized})
-        if output is not None and len(configs) == 1:
+        if target is not None:
             saved = save_checkpoint(
-                quantized, Path(output) / "quantized.pt", card=card_from_payload(payload), quant_config=text,
+                quantized, target, card=card_from_payload(payload), quant_config=text,
                 kind="quantized", best_top1=top1, config=payload.get("config"),
             )  # fmt: skip
             rows[-1]["checkpoint"] = str(saved)

@@ -60,7 +60,8 @@ def _folder_datasets(name: str, cfg: dict[str, Any]) -> tuple[SafeImageFolder, S
     else:
         train_tf = augment.cifar_file_transform(size, mean, std, train=cfg["augment"] == "cifar")
         val_tf = augment.cifar_file_transform(size, mean, std, train=False)
-    return SafeImageFolder(root / "train", train_tf), SafeImageFolder(root / "val", val_tf)
+    train = SafeImageFolder(root / "train", train_tf)
+    return train, SafeImageFolder(root / "val", val_tf, classes=train.classes)
 
 
 def resolve_pipeline(choice: str, device: torch.device) -> str:
@@ -104,7 +105,8 @@ def _folder_loaders(
         train_set, val_set = _folder_datasets(name, cfg)
     else:
         root = _folder_root(name, cfg)
-        train_set, val_set = EncodedImageFolder(root / "train"), EncodedImageFolder(root / "val")
+        train_set = EncodedImageFolder(root / "train")
+        val_set = EncodedImageFolder(root / "val", classes=train_set.classes)
         shards["collate"] = collate_encoded
     if cfg["subset"]:
         train_set.samples = train_set.samples[: cfg["subset"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from bnext.data.image_checks import warn_skipped
+from bnext.data.labels import shared_class_index
 from bnext.errors import UserError
 
 
@@ -28,17 +31,31 @@ def check_image_folder(root: Path) -> None:
 
 
 class SafeImageFolder(ImageFolder):
-    """ImageFolder that yields None for an unreadable image instead of raising; see ``collate_skipping``."""
+    """ImageFolder that yields None for an unreadable image instead of raising; see ``collate_skipping``.
 
-    def __init__(self, root: str | Path, transform: Any = None) -> None:
+    ``classes``: the training split's class list, whose indices this split's labels then use
+    (``shared_class_index``); None for the training split itself (its sorted class folders).
+    """
+
+    def __init__(self, root: str | Path, transform: Any = None, classes: Sequence[str] | None = None) -> None:
         check_image_folder(Path(root))
-        super().__init__(str(root), transform=transform)
+        self._train_classes = None if classes is None else list(classes)
+        super().__init__(str(root), transform=transform, allow_empty=classes is not None)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        found, index = super().find_classes(directory)
+        if self._train_classes is None:
+            return found, index
+        return self._train_classes, shared_class_index(self._train_classes, found, Path(directory))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, target = self.samples[index]
         try:
             with Image.open(path) as image:
                 image = image.convert("RGB")
+        except Image.DecompressionBombError as error:  # more pixels than PIL's limit: skipped like the gpu pipeline
+            warn_skipped(f"{path}: {error}")
+            return None
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
             return None
         if self.transform is not None:

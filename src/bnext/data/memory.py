@@ -6,11 +6,13 @@ import gzip
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bnext.data.labels import check_labels
 from bnext.errors import UserError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -100,6 +102,7 @@ def fashion_mnist(root: str | Path | None, train: bool, image_size: int = 32) ->
         )
     images = torch.from_numpy(_read_idx(image_file).copy()).unsqueeze(1)
     labels = torch.from_numpy(_read_idx(label_file).astype(np.int64))
+    check_labels(labels, len(FASHION_MNIST_CLASSES), str(label_file))
     images = F.pad(images, (2, 2, 2, 2))
     if image_size != 32:
         images = F.interpolate(images.float(), size=image_size, mode="bilinear").round().clamp(0, 255).byte()
@@ -119,12 +122,42 @@ _CIFAR_LAYOUT = {
 }
 
 
-def _unpickle(path: Path) -> dict:
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds what CIFAR files hold (numpy arrays, lists, dicts, bytes, numbers) and nothing else.
+
+    A pickle names the functions it calls to rebuild objects; any name outside numpy's array
+    rebuilders is refused, so a planted file cannot run code.
+    """
+
+    _ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),  # numpy.core: numpy 1's name, numpy._core: numpy 2's
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+            ("_codecs", "encode"),  # bytes in protocol-2 pickles
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"it calls {module}.{name}, which no CIFAR file does (it may be malicious)")
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path, *keys: str) -> list[Any]:
+    """The values under ``keys`` of the dict a CIFAR pickle holds, read through ``_ArrayUnpickler``."""
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
-    except (OSError, EOFError, pickle.UnpicklingError) as error:
-        raise UserError(f"{path} is damaged ({error}): download CIFAR again") from error
+            content = _ArrayUnpickler(handle, encoding="latin1").load()
+        return [content[key] for key in keys]
+    except Exception as error:  # a damaged or hostile pickle fails in many ways
+        reason = f"{type(error).__name__}: {error}"
+        raise UserError(f"{path} is not a CIFAR file ({reason}): download CIFAR again") from error
 
 
 def cifar(root: str | Path | None, train: bool, num_classes: int, download: bool = False) -> ArraySplit:
@@ -151,13 +184,12 @@ def cifar(root: str | Path | None, train: bool, num_classes: int, download: bool
             f"CIFAR-{num_classes} not found under {root}: missing {folder_name}/{missing[0]}. Put torchvision's "
             "files there or pass --set data.download=true when online."
         )
-    batches = [_unpickle(folder / name) for name in names]
-    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
-    labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
-    classes = list(_unpickle(folder / meta_file)[names_key])
-    if labels.min() < 0 or labels.max() >= len(classes):
-        raise UserError(f"CIFAR-{num_classes} labels under {folder} fall outside 0..{len(classes) - 1}")
-    return ArraySplit(torch.from_numpy(data), torch.from_numpy(labels), classes)
+    batches = [_unpickle(folder / name, "data", label_key) for name in names]
+    data = np.concatenate([np.asarray(images, dtype=np.uint8).reshape(-1, 3, 32, 32) for images, _ in batches])
+    labels = torch.from_numpy(np.concatenate([np.asarray(batch, dtype=np.int64) for _, batch in batches]))
+    (classes,) = _unpickle(folder / meta_file, names_key)
+    check_labels(labels, len(classes), f"CIFAR-{num_classes} under {folder}")
+    return ArraySplit(torch.from_numpy(data), labels, list(classes))
 
 
 def synthetic(count: int, num_classes: int, image_size: int, seed: int) -> ArraySplit:

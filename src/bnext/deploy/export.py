@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from bnext import __version__
+from bnext.atomic import check_output_path
 from bnext.card import ModelCard, card_from_payload
 from bnext.deploy.fileformat import write_bnx
 from bnext.deploy.lowering import lower_model
-from bnext.errors import UserError
 from bnext.loading import model_from_checkpoint
 
 DEFAULT_INPUT_SIZE = 224
@@ -54,18 +54,9 @@ def packed_model(
     return header, lowering.graph.arrays, lowering.not_binarized
 
 
-def check_output_path(source: Path, output: Path) -> None:
-    """Refuse to write over the input file or into a directory (nothing is lost by a typo)."""
-    if output.is_dir():
-        raise UserError(f"--output {output} is a directory; give a file name such as {output / 'model.bnx'}")
-    if output.exists() and source.exists() and output.resolve() == source.resolve():
-        raise UserError(f"--output {output} is the checkpoint being exported; choose another name, e.g. model.bnx")
-
-
 def export_checkpoint(checkpoint: str | Path, output: str | Path) -> ExportReport:
     """Write the packed ``.bnx`` of a bnext checkpoint (trained or PTQ) to ``output``."""
-    checkpoint, output = Path(checkpoint), Path(output)
-    check_output_path(checkpoint, output)
+    checkpoint, output = Path(checkpoint), check_output_path(output, checkpoint)
     model, payload = model_from_checkpoint(checkpoint)
     header, arrays, not_binarized = packed_model(model, card_from_payload(payload), payload.get("quant_config"))
     if not_binarized:

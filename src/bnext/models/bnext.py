@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bnext.models.input_size import check_input_size
+from bnext.models.input_size import check_input
 from bnext.models.registry import register_model
 from bnext.nn import BNextBlock
 from bnext.nn.folding import conv_with_batchnorm
@@ -69,12 +69,14 @@ class BNext(nn.Module):
         **unit_options: Any,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.in_channels = num_classes, in_channels
         self.stem = Stem(in_channels, widths[0], stem_stride)
+        self.total_stride = stem_stride  # times each block's stride: what the input sides must be multiples of
         blocks = []
         for index in range(1, len(widths)):
             new_stage = widths[index] != widths[index - 1] and widths[index] != widths[1]
             stride = 2 if new_stage else 1
+            self.total_stride *= stride
             elm = elm_attention and index % 2 == 0
             blocks.append(BNextBlock(widths[index - 1], widths[index], stride, elm_attention=elm, **unit_options))
         self.blocks = nn.Sequential(*blocks)
@@ -83,7 +85,7 @@ class BNext(nn.Module):
         self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.stem.conv1.stride[0] * 8, "BNext")
+        check_input(x, self.in_channels, self.total_stride, "BNext")
         return self.blocks(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bnext.models.input_size import check_input_size
+from bnext.models.input_size import check_input
 from bnext.models.registry import register_model
 from bnext.nn import BNext18Block
 from bnext.nn.baseline_blocks import BinaryNetBlock, BiRealBlock
@@ -37,7 +37,7 @@ class ResNet18Layout(nn.Module):
         width_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.in_channels = num_classes, in_channels
         widths = [max(8, round(w * width_multiplier / 8) * 8) for w in STAGE_WIDTHS]
         if stem_stride == 2:
             self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
@@ -60,7 +60,7 @@ class ResNet18Layout(nn.Module):
         self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.total_stride, type(self).__name__)
+        check_input(x, self.in_channels, self.total_stride, type(self).__name__)
         x = self.maxpool(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(self.layer0(x))))
 

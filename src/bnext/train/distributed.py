@@ -27,15 +27,36 @@ class DistInfo:
         return self.world > 1
 
 
+_LAUNCH_FIX = "launch with torchrun, which sets RANK, LOCAL_RANK and WORLD_SIZE, or unset them to train in one process"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not an integer: {_LAUNCH_FIX}") from None
+
+
+def _read_launch_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment, checked before any rendezvous:
+    a rank outside the world would wait there forever for peers that never come."""
+    world, rank, local_rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    if world < 1:
+        raise UserError(f"WORLD_SIZE={world} must be at least 1: {_LAUNCH_FIX}")
+    for name, value in (("RANK", rank), ("LOCAL_RANK", local_rank)):
+        if not 0 <= value < world:
+            raise UserError(f"{name}={value} is outside 0..{world - 1} (WORLD_SIZE={world}): {_LAUNCH_FIX}")
+    return rank, world, local_rank
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join the process group torchrun describes in the environment (or run alone).
 
     ``device``: ``"auto"`` / None (CUDA when present), ``"cpu"`` or ``"cuda"``. A CPU run
     under torchrun uses gloo even on a machine with GPUs.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local_rank = _read_launch_env()
     if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
         raise UserError(f"train.device must be auto, cpu or cuda, got {device!r}")
     use_cuda = torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
