@@ -3,11 +3,15 @@
 Random data held in memory; for bnext_tiny and bnext18 at 224 px and the demo's student at
 32 px. Records images/s, ms per step, peak memory and compile seconds, then times ``bnext
 train`` end to end with the defaults (with and without two Table-9-kind KD teachers, timm
-EfficientNet-B2 and -B0 with random weights) and the whole demo.
+EfficientNet-B2 and -B0 with random weights, run every step as with augmented images) and the whole demo.
 
     PYTHONPATH=src python3 benchmarks/gpu_train.py [--steps 30] [--skip-demo]
 
 Writes benchmarks/results/gpu_train.json. Needs a CUDA GPU (it says so and stops without one).
+
+``--bnext-train-only`` (stage 2 of benchmarks/gpu_check.sh) times only ``bnext train`` on bnext_tiny at
+224 px: the GPU defaults and the authors' fp32 recipe (``train.amp=false``), each without and with the
+two teachers, rewriting ``--output`` after each row; ``--dry-run`` runs those rows at toy sizes on the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,12 @@ VARIANTS = {  # each optimisation on its own, then all together
     "compile": {"compile": "default"},
     "compile_reduce_overhead": {"compile": "reduce-overhead"},
     "all": {"channels_last": True, "bf16": True, "fused": True, "compile": "auto"},
+}
+TRAIN_ROWS = {  # --bnext-train-only: name -> (overrides, with the two KD teachers), in order of value
+    "defaults": ([], False),
+    "defaults_kd": ([], True),
+    "fp32": (["train.amp=false"], False),
+    "fp32_kd": (["train.amp=false"], True),
 }
 
 
@@ -95,15 +107,24 @@ def time_step(name: str, kwargs: dict, size: int, batch: int, options: dict, ste
     }
 
 
-def bnext_train(name: str, kwargs: dict, size: int, batch: int, teachers: list[str] | None) -> dict[str, Any]:
-    """``bnext train`` with the ImageNet recipe's defaults on in-memory random images: the second epoch's speed."""
+def bnext_train(
+    name: str,
+    kwargs: dict,
+    size: int,
+    batch: int,
+    teachers: list[str] | None,
+    extra: Sequence[str] = (),
+    steps: int = 24,
+) -> dict[str, Any]:
+    """``bnext train`` with the ImageNet recipe's defaults (and ``extra`` overrides) on in-memory random images,
+    ``steps`` per epoch: the second epoch's speed. Teachers run every step (not tabulated once)."""
     out = tempfile.mkdtemp(prefix="bnext-gpu-bench-")
     overrides = [
         f"model.name={name}",
         f"model.kwargs={kwargs}",
         "data.dataset=synthetic",
         f"data.image_size={size}",
-        f"data.synthetic_size={batch * 24}",
+        f"data.synthetic_size={batch * steps}",
         "data.synthetic_classes=1000",
         "data.augment=none",
         f"train.batch_size={batch}",
@@ -116,10 +137,11 @@ def bnext_train(name: str, kwargs: dict, size: int, batch: int, teachers: list[s
             "distill.mode=gap_sensitive",
             f"distill.strong={teachers[0]}",
             f"distill.assistants={teachers[1:]}",
+            "distill.tabulate_teachers=false",
         ]
     else:
         overrides.append("distill.mode=none")
-    config = load_config("imagenet/bnext_tiny", overrides)
+    config = load_config("imagenet/bnext_tiny", [*overrides, *extra])
     trainer = Trainer(copy.deepcopy(config))
     start = time.perf_counter()
     record = trainer.fit()
@@ -140,15 +162,61 @@ def random_teachers(folder: Path) -> list[str]:
     return specs
 
 
+def train_rows(output: str, dry_run: bool) -> int:
+    """``--bnext-train-only``: the TRAIN_ROWS on bnext_tiny at 224 px, ``output`` rewritten after each row.
+
+    A row that fails is recorded with its error and the next one runs; returns 1 if any failed.
+    """
+    name, kwargs, size, batch = MODELS["tiny_224"]
+    steps = 16
+    if dry_run:  # plumbing only
+        kwargs, size, batch, steps = {**kwargs, "width_multiplier": 0.125}, 32, 2, 2
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "model": {"name": name, "kwargs": kwargs},
+        "image_size": size,
+        "batch_size": batch,
+        "steps_per_epoch": steps,
+        "data": "synthetic, in memory, no augmentation; the second epoch is timed",
+        "teachers": "timm efficientnet_b2 (strong) + efficientnet_b0 (assistant), random weights, run every step",
+        "rows": {},
+    }
+    failed = False
+    with tempfile.TemporaryDirectory() as folder:
+        teachers = None
+        for row, (overrides, with_teachers) in TRAIN_ROWS.items():
+            try:
+                if with_teachers and teachers is None:
+                    teachers = random_teachers(Path(folder))
+                numbers = bnext_train(name, kwargs, size, batch, teachers if with_teachers else None, overrides, steps)
+                print(
+                    f"{row:<12} {numbers['images_per_s']:>9,.0f} img/s  data {numbers['data_time_share']:.1%}  "
+                    f"{numbers['seconds']:.0f} s  {numbers['autocast']}, compile {numbers['compile_mode']}",
+                    flush=True,
+                )
+            except Exception as error:  # the next rows still run
+                traceback.print_exc()
+                numbers, failed = {"error": f"{type(error).__name__}: {error}"}, True
+            result["rows"][row] = {"overrides": overrides, "kd_teachers": 2 if with_teachers else 0, **numbers}
+            write_result(output, result)
+    return int(failed)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--output", default=str(RESULT))
+    parser.add_argument("--bnext-train-only", action="store_true", help="only the bnext train rows (gpu_check.sh)")
+    parser.add_argument("--dry-run", action="store_true", help="with --bnext-train-only: toy sizes, CPU allowed")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.dry_run and not args.bnext_train_only:
+        parser.error("--dry-run goes with --bnext-train-only")
+    if not (torch.cuda.is_available() or args.dry_run):
         print("benchmarks/gpu_train.py needs a CUDA GPU; none is visible here.", file=sys.stderr)
         return 2
+    if args.bnext_train_only:
+        return train_rows(args.output, args.dry_run)
     steps: dict[str, dict] = {}
     for key, (name, kwargs, size, batch) in MODELS.items():
         for variant, options in VARIANTS.items():

@@ -20,13 +20,16 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> None:
         path.write_bytes(data)
 
 
-def write_fashion_mnist(root: Path, count: int = 40, torchvision_layout: bool = False, gz: bool = True) -> Path:
+def write_fashion_mnist(
+    root: Path, count: int = 40, torchvision_layout: bool = False, gz: bool = True, test_count: int | None = None
+) -> Path:
+    """Random 28x28 images with labels 0-9 in turn: ``count`` training and ``test_count`` (default ``count``) test."""
     folder = root / "FashionMNIST" / "raw" if torchvision_layout else root
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for prefix in ("train", "t10k"):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28)), gz)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10, gz)
+    for prefix, n in (("train", count), ("t10k", count if test_count is None else test_count)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), gz)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, gz)
     return root
 
 
