@@ -1,21 +1,21 @@
 """Packed 1-bit runtime vs PyTorch fp32 eval (issue: packed inference), as ratios within one run.
 
-bnext_tiny at 224 px (1000 classes, random weights: speed does not depend on their values):
-(a) every binary conv layer, packed op vs torch fp32 conv2d of the same shape, batch 1, at 1 and
-2 threads; (b) end to end, packed runtime vs PyTorch fp32 eval with pre-binarized weights, batch
-1 and 8, 1 and 2 threads, with the share of packed time spent inside the binary convs and, for
-the rest, per torch op kind; (c) sizes:
-fp32 weights, packed .bnx with fp32 rest, packed .bnx of the PTQ 8/8-4/4-4/4-8/8 model. Writes
-results/deploy_bench_<path>.json and .png, <path> being the kernel path that ran (avx512, avx2, ...).
+bnext_tiny at 224 px (1000 classes, random weights: speed does not depend on their values), in the C++
+runtime (``bnext_runtime``) at the thread count being timed: (a) every binary conv layer, the runtime's
+op (its own time) vs torch fp32 conv2d of the same shape, batch 1, at 1 and 2 threads; (b) end to end,
+the runtime vs PyTorch fp32 eval with pre-binarized weights, batch 1 and 8, 1 and 2 threads, with the
+share of the runtime's time spent inside the binary convs and the ms of each op kind (batch 1, 1 thread,
+the runtime's own per-op times); (c) sizes: fp32 weights, packed .bnx with fp32 rest, packed .bnx of the
+PTQ 8/8-4/4-4/4-8/8 model. Writes results/deploy_bench_<path>.json and .png, <path> being the kernel path
+that ran (avx512, avx2, ...).
 
-    python benchmarks/deploy_bench.py [--reps 15]
+    python benchmarks/deploy_bench.py [--reps 15] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -23,15 +23,15 @@ import torch
 from bnext import create_model
 from bnext.checkpoint import save_checkpoint
 from bnext.deploy import export_checkpoint
-from bnext.deploy.bench import packed_from_model, run_benchmark, threads
-from bnext.deploy.kernels import supported_paths
+from bnext.deploy.bench import op_breakdown, packed_from_model, run_benchmark, threads
+from bnext.deploy.runtime import supported_paths
 from bnext.nn import set_temperature
-from bnext.quant import quantize_model
+from bnext.quant import calibrate, quantize_model
 
 try:
-    from benchmarks.common import RESULTS, write_result
+    from benchmarks.common import add_quick_flag, native_kernel_path, write_result
 except ImportError:
-    from common import RESULTS, write_result
+    from common import add_quick_flag, native_kernel_path, write_result
 
 MIB = 2**20
 PTQ = "8/8-4/4-4/4-8/8"
@@ -47,29 +47,20 @@ def sizes(name: str) -> dict[str, float]:
         save_checkpoint(model, folder / "fp.pt", model_name=name, model_kwargs={})
         result["fp32_checkpoint_mib"] = (folder / "fp.pt").stat().st_size / MIB
         result["packed_mib"] = export_checkpoint(folder / "fp.pt", folder / "fp.bnx").bytes / MIB
-        save_checkpoint(quantize_model(model, PTQ), folder / "q.pt", model_name=name, model_kwargs={}, quant_config=PTQ)
+        quantized = quantize_model(model, PTQ)
+        calibrate(quantized, [torch.randn(1, 3, 224, 224)])  # export needs input ranges (their values: no matter)
+        save_checkpoint(quantized, folder / "q.pt", model_name=name, model_kwargs={}, quant_config=PTQ)
         result[f"packed_ptq_{PTQ}_mib"] = export_checkpoint(folder / "q.pt", folder / "q.bnx").bytes / MIB
     return result
 
 
-def fp_op_breakdown(name: str, reps: int = 5) -> dict[str, float]:
-    """Share of the packed model's wall time (batch 1, 1 thread, 224 px) per torch op kind (self CPU time).
-
-    The binary kernels are pybind calls the profiler does not see by name; their share comes
-    from ``end_to_end[...]["binary_conv_share"]`` (timed with hooks around the packed ops).
-    """
-    packed = packed_from_model(create_model(name), name, {})
-    images = torch.randn(1, 3, 224, 224)
+def ms_by_op_kind(model: torch.nn.Module, name: str, input_size: int, reps: int) -> dict[str, float]:
+    """Median ms of each op kind (binary_conv, unit_tail, conv2d, ...) in one run of the packed ``model`` at batch
+    1 and 1 thread, from the runtime's own per-op times: where the time outside the binary convs goes."""
+    packed = packed_from_model(model, name, {})
+    packed.set_threads(1)
     with threads(1):
-        packed(images)
-        with torch.profiler.profile() as profiler:
-            start = time.perf_counter()
-            for _ in range(reps):
-                packed(images)
-            wall = time.perf_counter() - start
-    totals = {e.key: e.self_cpu_time_total / 1e6 for e in profiler.key_averages()}
-    top = sorted(totals.items(), key=lambda item: -item[1])[:10]
-    return {key: seconds / wall for key, seconds in top}
+        return op_breakdown(packed, torch.randn(1, 3, input_size, input_size), reps)
 
 
 def chart(result: dict, path: Path) -> Path:
@@ -101,17 +92,20 @@ def chart(result: dict, path: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
+    add_quick_flag(parser)
     args = parser.parse_args()
+    native_kernel_path()
+    input_size, reps = (64, 2) if args.quick else (224, args.reps)
     model = create_model("bnext_tiny")
     result = run_benchmark(
-        model, "bnext_tiny", {}, input_size=224, batches=[1, 8], thread_counts=[1, 2], reps=args.reps
+        model, "bnext_tiny", {}, input_size=input_size, batches=[1, 8], thread_counts=[1, 2], reps=reps
     )
     result["kernel_paths"] = supported_paths()
     result["sizes"] = sizes("bnext_tiny")
-    result["packed_time_share_by_torch_op"] = fp_op_breakdown("bnext_tiny")
+    result["packed_ms_by_op_kind"] = ms_by_op_kind(model, "bnext_tiny", input_size, max(5, reps))
     name = f"deploy_bench_{result['kernel_path']}"  # one file per kernel path (CPU ISA) measured
-    chart(result, RESULTS / f"{name}.png")
-    print("wrote", write_result(name, result))
+    path = write_result(name, result, args.quick)
+    print("wrote", path, "and", chart(result, path.with_suffix(".png")))
 
 
 if __name__ == "__main__":

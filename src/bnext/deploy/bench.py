@@ -239,12 +239,14 @@ def bench_end_to_end(float_model: nn.Module, packed: PackedModel, images: torch.
     packed.set_threads(torch.get_num_threads())
     with torch.inference_mode():
         seconds = median_seconds({"torch": lambda: float_model(channels_last), "packed": lambda: packed(images)}, reps)
-    return {
+    row = {
         "torch_fp32_ms": 1e3 * seconds["torch"],
         "packed_ms": 1e3 * seconds["packed"],
         "speedup": seconds["torch"] / seconds["packed"],
-        **time_split(packed, images, max(3, reps // 2)),
     }
+    if packed.native is not None:  # the torch reference (no runtime installed) has no per-op times
+        row.update(time_split(packed, images, max(3, reps // 2)))
+    return row
 
 
 def geometric_mean(values: list[float]) -> float:
@@ -302,9 +304,10 @@ def format_report(result: dict[str, Any]) -> str:
     ]
     lines.append(f"{'batch':>5} {'threads':>7} {'torch ms':>9} {'packed ms':>9} {'speedup':>8} {'in binary convs':>16}")
     for row in result["end_to_end"]:
+        share = f"{100 * row['binary_conv_share']:>15.0f}%" if "binary_conv_share" in row else f"{'-':>16}"
         lines.append(
             f"{row['batch']:>5} {row['threads']:>7} {row['torch_fp32_ms']:>9.2f} {row['packed_ms']:>9.2f} "
-            f"{row['speedup']:>7.1f}x {100 * row['binary_conv_share']:>15.0f}%"
+            f"{row['speedup']:>7.1f}x {share}"
         )
     for key, rows in result.get("layers", {}).items():
         lines.append(f"binary convs, batch 1, {key.replace('_', ' ')}:")
