@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from bnext import __version__
 from bnext.commands import (
     bench_cmd,
+    doctor_cmd,
     eval_cmd,
     export_cmd,
     landscape_cmd,
@@ -31,11 +33,17 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "export": ("pack a checkpoint into a 1-bit .bnx model", export_cmd.add_arguments, export_cmd.run),
     "bench": ("packed runtime vs PyTorch fp32 speed", bench_cmd.add_arguments, bench_cmd.run),
     "landscape": ("loss-landscape plots and smoothness numbers", landscape_cmd.add_arguments, landscape_cmd.run),
+    "doctor": (
+        "versions, CPU, kernel path, runtime, GPUs, datasets: for bug reports",
+        doctor_cmd.add_arguments,
+        doctor_cmd.run,
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnext", description="Accurate and fast binary neural networks.")
+    parser.add_argument("--version", action="version", version=f"bnext {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
         command = sub.add_parser(

@@ -18,14 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from bnext_runtime._native import last_error, library
+from bnext_runtime._native import last_error, library, library_path
 
-__all__ = ["Model", "ModelError", "__version__", "load", "supported_kernel_paths"]
+__all__ = ["Model", "ModelError", "__version__", "build_info", "load", "supported_kernel_paths"]
 __version__ = "0.2.0"
 
 
 class ModelError(ValueError):
     """A model that cannot be loaded or run; the message names the problem and the fix."""
+
+
+def build_info() -> dict[str, Any]:
+    """The C library's version, the .bnx format version it reads, and its file (for bug reports)."""
+    lib = library()
+    return {
+        "version": lib.bnext_version().decode(),
+        "format_version": int(lib.bnext_format_version()),
+        "library": str(library_path()),
+    }
 
 
 def supported_kernel_paths() -> list[str]:

@@ -43,7 +43,7 @@ _SIGNATURES = {
 }
 
 
-def _library_path() -> Path:
+def library_path() -> Path:
     """The installed library next to this file, or $BNEXT_RUNTIME_LIBRARY (a build tree, for development)."""
     override = os.environ.get("BNEXT_RUNTIME_LIBRARY")
     if override:
@@ -54,7 +54,7 @@ def _library_path() -> Path:
 @cache
 def library() -> ctypes.CDLL:
     """The loaded C library with typed entry points."""
-    path = _library_path()
+    path = library_path()
     if not path.is_file():
         raise ImportError(
             f"bnext_runtime's C library is missing ({path}): reinstall with `pip install ./runtime`, "

@@ -76,7 +76,8 @@ def _read_idx(path: Path) -> np.ndarray:
     return body.reshape(shape)
 
 
-def _find_idx(root: Path, stem: str) -> Path | None:
+def find_idx(root: Path, stem: str) -> Path | None:
+    """The IDX file ``stem`` (or ``stem.gz``) under ``root`` in Debian's or torchvision's layout, or None."""
     for folder in (root, root / "FashionMNIST" / "raw", root / "raw"):
         for name in (stem, stem + ".gz"):
             if (folder / name).is_file():
@@ -92,8 +93,8 @@ def fashion_mnist(root: str | Path | None, train: bool, image_size: int = 32) ->
     """
     root = Path(root) if root else DEBIAN_FASHION_MNIST
     prefix = "train" if train else "t10k"
-    image_file = _find_idx(root, f"{prefix}-images-idx3-ubyte")
-    label_file = _find_idx(root, f"{prefix}-labels-idx1-ubyte")
+    image_file = find_idx(root, f"{prefix}-images-idx3-ubyte")
+    label_file = find_idx(root, f"{prefix}-labels-idx1-ubyte")
     if image_file is None or label_file is None:
         raise UserError(
             f"Fashion-MNIST {prefix} files not found under {root} (looked for {prefix}-images-idx3-ubyte[.gz] "
