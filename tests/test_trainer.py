@@ -93,7 +93,8 @@ def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
     from bnext.train.distributed import init_distributed
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setenv("LOCAL_RANK", "1")
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):  # a valid 2-rank launch
+        monkeypatch.setenv(name, value)
     with pytest.raises(UserError, match=r"local rank 1 has no GPU.*--nproc_per_node=1"):
         init_distributed("cuda")
 
