@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime
 import importlib
 import importlib.util
 import io
@@ -46,6 +47,7 @@ import torch
 from torch import nn
 
 from bnext import create_model
+from bnext.benchmarking import command_line
 from bnext.checkpoint import save_checkpoint
 from bnext.deploy import export_checkpoint, peers
 from bnext.deploy.bench import median, median_seconds, packed_from_model, prebinarized_float_model, threads
@@ -57,9 +59,9 @@ from bnext.quant import calibrate, quantize_model
 from bnext.workflows import TABLE7_CONFIGS
 
 try:
-    from benchmarks.common import BLOCK, add_quick_flag, native_kernel_path, write_result
+    from benchmarks.common import BLOCK, QUICK_RESULTS, RESULTS, add_quick_flag, native_kernel_path, write_result
 except ImportError:
-    from common import BLOCK, add_quick_flag, native_kernel_path, write_result
+    from common import BLOCK, QUICK_RESULTS, RESULTS, add_quick_flag, native_kernel_path, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("bnext_tiny", "bnext18", "reactnet_a", "birealnet18", "real2binary18", "binarynet18")
@@ -76,13 +78,18 @@ PARTS = ("equality", "speed", "small")
 def calibrated_model(name: str, images: torch.Tensor) -> nn.Module:
     """A random-weight ``name`` at exact sign, in eval mode, whose BatchNorm statistics are those of ``images``
     (plain averages of one train-mode forward): each BN then normalizes what it sees, as in a trained model.
-    Seeded: the same weights in every run."""
+    Its scale and bias are random too (as trained ones are): with the initial bias 0, a channel whose binary
+    conv output is constant comes out of its BN as exactly 0, where PyTorch's sign gives 0 and a bit cannot
+    (the runtime's sign(0) is +1), which no trained model shows. Seeded: the same weights in every run."""
     torch.manual_seed(0)
     model = create_model(name)
     set_temperature(model, 0.0)
     for norm in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
         norm.reset_running_stats()
         norm.momentum = None
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
     with torch.no_grad():
         model.train()(images)
     return model.eval()
@@ -365,7 +372,24 @@ def main() -> None:
             batches, counts, reps = ((1,), (1,), 2) if args.quick else ((1, 8), (1, 2), args.reps)
             (Path(folder) / "previous").mkdir()
             result["speed"] = speed(model, Path(folder) / "previous", 224, batches, counts, reps)
+    stamp = {
+        "command": command_line(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for part in set(args.parts) & set(PARTS):
+        result[part]["measured"] = stamp
+    result.update(kept_parts(f"runtime_{kernel_path}", set(PARTS) - set(args.parts), args.quick))
     print("wrote", write_result(f"runtime_{kernel_path}", result, args.quick))
+
+
+def kept_parts(name: str, parts: set[str], quick: bool) -> dict[str, Any]:
+    """The parts not measured by this run, from the file an earlier run wrote (each stamped with its own
+    command and date), so that parts can be measured in separate runs into one file."""
+    path = (QUICK_RESULTS if quick else RESULTS) / f"{name}.json"
+    if not parts or not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    return {part: earlier[part] for part in parts if part in earlier}
 
 
 if __name__ == "__main__":
