@@ -102,6 +102,13 @@ std::vector<Case> exact_cases() {
       {200, 33, 1, 1, 0, 5, 7, 1},
       // Weights over kRowRunWeightBytes: not run by rows, A split into nibble planes per call on AVX2.
       {2100, 1001, 1, 1, 0, 2, 3, 1},
+      // Maps of hundreds of output pixels: many runs of rows per thread and partial register blocks; the
+      // 1x1 convs of kw = 1..4 words (compile-time k steps on the AVX-512 paths), last panels of exactly 16
+      // channels (the AVX-512 half-panel blocks) and of 17..31, 3x3 convs of kw = 5, 14, 41 (k in blocks of
+      // kByteSteps on the byte-count paths).
+      {64, 48, 1, 1, 0, 13, 11, 2},   {128, 80, 1, 1, 0, 17, 9, 1},  {160, 16, 1, 1, 0, 11, 13, 1},
+      {256, 57, 1, 1, 0, 9, 15, 1},   {32, 48, 3, 1, 1, 19, 17, 1},  {96, 64, 3, 2, 1, 23, 21, 1},
+      {257, 40, 3, 1, 1, 9, 11, 1},
   };
   // Random shapes from the same lists (a fixed seed: the same cases every run).
   std::mt19937_64 rng(20240611);

@@ -21,6 +21,16 @@
 
 #include "kernels/binary_conv.h"
 
+// Markers of the code regions benchmarks/avx512_estimate.py hands to llvm-mca: defined only when that script
+// compiles a kernel file to assembly (-DBNEXT_MCA_MARKERS), no-ops in every real build.
+#ifdef BNEXT_MCA_MARKERS
+#define BNEXT_MCA_BEGIN(name) asm volatile("# LLVM-MCA-BEGIN " name ::: "memory")
+#define BNEXT_MCA_END(name) asm volatile("# LLVM-MCA-END " name ::: "memory")
+#else
+#define BNEXT_MCA_BEGIN(name) ((void)0)
+#define BNEXT_MCA_END(name) ((void)0)
+#endif
+
 namespace bnext::kernels {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,

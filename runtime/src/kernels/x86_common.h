@@ -1,5 +1,6 @@
-// What the x86 kernel files (x86_avx2.cpp, x86_avx512.cpp) share: the intrinsics headers, the target macro and
-// the vectorized epilogue, so that every x86 path computes the same floats. Included by x86 files only.
+// What the x86 kernel files (x86_avx2.cpp, x86_avx512.cpp) share: the intrinsics headers, the target macros and
+// the vectorized epilogues (8 and 16 lanes), so that every x86 path computes the same floats. Included by x86
+// files only.
 //
 // Built with BNEXT_EMULATE_X86 (the test build), every x86 intrinsic comes from SIMDe's portable C
 // implementation and every x86 path reports itself as supported (select.cpp), so the AVX-512 paths are
@@ -64,5 +65,57 @@ inline void finish_avx2(const Gemm& g, int64_t m, int64_t o, __m256i counts, con
     _mm256_maskstore_ps(out, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane), y);
   }
 }
+
+// GCC 12's AVX-512 headers seed some intrinsics (_mm512_castsi512_si256, _mm512_extracti64x4_epi64,
+// _mm512_broadcast_i32x4) with a self-initialized "undefined" vector, which -Wall reports once they are inlined
+// (GCC bug 105593, fixed in GCC 13). Popped at the end of this file; x86_avx512.cpp does the same for its own.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// The AVX-512 paths' features (VPOPCNTDQ is named by the tiles that use it, in x86_avx512.cpp).
+#define BNEXT_AVX512BW BNEXT_TARGET("avx2,fma,avx512f,avx512dq,avx512vl,avx512bw")
+
+// int32 -> float at 16 lanes (exact conversions of the same values either way). SIMDe 0.7.4 has no
+// _mm512_cvtepi32_ps: the emulated build converts the two 256-bit halves.
+BNEXT_AVX512BW inline __m512 cvtepi32_ps_512(__m512i v) {
+#ifdef BNEXT_EMULATE_X86
+  const __m256 low = _mm256_cvtepi32_ps(_mm512_castsi512_si256(v));
+  return _mm512_insertf32x8(_mm512_castps256_ps512(low), _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(v, 1)), 1);
+#else
+  return _mm512_cvtepi32_ps(v);
+#endif
+}
+
+// finish_avx2 at 16 lanes: the same float operations (the dot exact in int32, one FMA, the PReLU product where
+// y is not > 0), so that the AVX-512 paths compute the same floats as the AVX2 one. counts: the 16 channels'
+// counts in channel order, all 16 real (o + 16 <= out_channels; fewer go through finish_avx512_tail); border:
+// the row's border term at channel o, or nullptr (no out-of-image taps in the row).
+template <bool kPrelu>
+BNEXT_AVX512BW inline void finish_avx512(const Gemm& g, int64_t m, int64_t o, __m512i counts, const int32_t* border) {
+  __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(g.k_bits), _mm512_slli_epi32(counts, 1));
+  if (border != nullptr) dot = _mm512_sub_epi32(dot, _mm512_loadu_si512(border));
+  __m512 y = _mm512_fmadd_ps(_mm512_loadu_ps(g.scale + o), cvtepi32_ps_512(dot), _mm512_loadu_ps(g.shift + o));
+  if constexpr (kPrelu) {
+    const auto negative = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NGT_UQ);
+    y = _mm512_mask_mul_ps(y, negative, y, _mm512_loadu_ps(g.slope + o));
+  }
+  _mm512_storeu_ps(g.out + m * g.out_channels + o, y);
+}
+
+// The last 1..15 real channels from o (the end of the output row): by halves through finish_avx2 and its
+// masked store (SIMDe 0.7.4, the emulated build, has no 512-bit masked store). Out of line: once per row of
+// the last panel, where out_channels is not a multiple of 16.
+template <bool kPrelu>
+BNEXT_AVX512BW __attribute__((noinline)) void finish_avx512_tail(const Gemm& g, int64_t m, int64_t o, __m512i counts) {
+  finish_avx2<kPrelu>(g, m, o, _mm512_castsi512_si256(counts), load_affine(g, o));
+  finish_avx2<kPrelu>(g, m, o + 8, _mm512_extracti64x4_epi64(counts, 1), load_affine(g, o + 8));
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace bnext::kernels::x86
