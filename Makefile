@@ -1,8 +1,8 @@
 # The two commands of the README: `make demo` (the main job) and `make test`.
 # Each creates .venv/ when missing, installs the C++ runtime (runtime/, built with CMake) and the project
 # with pinned dependencies, and installs the Debian packages they need when apt is usable: Fashion-MNIST,
-# a C++ compiler, CMake and Ninja; for the tests also SIMDe (the AVX-512 paths emulated on any CPU) and
-# clang (the libFuzzer run over the .bnx loader).
+# a C++ compiler, CMake and Ninja; for the tests also SIMDe (the AVX-512 paths emulated on any CPU), clang
+# (the libFuzzer run over the .bnx loader), and the AArch64 cross compiler with qemu-user (the NEON path).
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +13,7 @@ BUILD := build
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint install system system-test runtime-test fuzz bench
+.PHONY: demo test lint install system system-test runtime-test runtime-test-aarch64 fuzz bench
 
 $(STAMP): pyproject.toml requirements.lock $(RUNTIME_SOURCES) | system
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -43,7 +43,7 @@ system:
 	$(call apt_install,dataset-fashion-mnist:$(FMNIST) g++:/usr/bin/g++ cmake:/usr/bin/cmake ninja-build:/usr/bin/ninja)
 
 system-test: system
-	$(call apt_install,libsimde-dev:/usr/include/simde/x86/avx512.h clang:/usr/bin/clang++ libclang-rt-dev:/usr/share/doc/libclang-rt-dev)
+	$(call apt_install,libsimde-dev:/usr/include/simde/x86/avx512.h clang:/usr/bin/clang++ libclang-rt-dev:/usr/share/doc/libclang-rt-dev g++-aarch64-linux-gnu:/usr/bin/aarch64-linux-gnu-g++ qemu-user:/usr/bin/qemu-aarch64)
 
 demo: $(STAMP)
 	$(PY) -m bnext.demo
@@ -59,13 +59,17 @@ runtime-test: system-test
 	  cmake --build $(BUILD)/runtime-emulated -j2 && $(BUILD)/runtime-emulated/runtime_tests; \
 	else echo "note: SIMDe absent: the emulated x86 kernel tests are skipped"; fi
 
+# The runtime cross-built for AArch64 (NEON path), its tests under qemu-aarch64, whole-model cases from PyTorch.
+runtime-test-aarch64: system-test $(STAMP)
+	PYTHON=$(PY) JOBS=2 bash runtime/tests/run_aarch64.sh $(BUILD)/runtime-aarch64
+
 fuzz: system-test
 	@if command -v clang++ >/dev/null 2>&1; then bash runtime/fuzz/run_fuzz.sh $(BUILD)/fuzz 60; \
 	else echo "note: clang absent: the fuzz run is skipped"; fi
 
 # The optional peer runtimes (OpenVINO, ONNX Runtime: ~90 MB, ~30 s) so that their tests run too;
 # without them (no index reachable) those tests skip.
-test: $(STAMP) runtime-test fuzz
+test: $(STAMP) runtime-test runtime-test-aarch64 fuzz
 	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' \
 	  || echo "note: the bench extra (openvino, onnxruntime) is not installed; its tests skip"
 	$(PY) -m ruff check src tests benchmarks runtime/python
