@@ -674,6 +674,37 @@ def headline_peers(results: list[Result], up: str) -> list[str]:
     return lines
 
 
+ARM_NAMES = {"bnext_tiny": "BNext-T", "bnext18": "BNext-18", "bnext_small": "BNext-S"}
+
+
+def headline_arm(results: list[Result], up: str) -> list[str]:
+    """The ARM estimate's end-to-end times beside the published times of LCE's and daBNN's models (the
+    estimate file carries both, with their sources)."""
+    lines = []
+    for r in results:
+        rows = [
+            [
+                f"{ARM_NAMES.get(name, name)} **(estimate)**",
+                f"{m['top1_paper']}%",
+                f"{m['cortex-a72']['end_to_end_ms']:.0f}",
+                f"{m['cortex-a76']['end_to_end_ms']:.0f} (A76)",
+                r.link(up),
+            ]
+            for name, m in r.data["models"].items()
+        ]
+        for peer in r.data["published"].values():
+            for name, m in peer["models"].items():
+                top1 = f"{m['top1']}%" if "top1" in m else "-"
+                rows.append([name, top1, str(m.get("rpi4b_ms", "-")), str(m.get("pixel1_ms", "-")), peer["source"]])
+        caption = (
+            "**ARM** (1 thread, 224 px, ms): bnext's times are **estimates** (no ARM CPU was used; llvm-mca, "
+            "calibrated on x86), beside the peers' published measurements:"
+        )
+        header = ["model", "ImageNet top-1", "Raspberry Pi 4B (A72)", "Pixel 1", "source"]
+        lines += [caption, "", *table(header, rows, "lrrrl")]
+    return lines
+
+
 def headline(results: list[Result]) -> str:
     """The README's table: the demo's accuracy, packed speed against the peers per ISA, the GPU status."""
     measured = [r for r in results if not r.estimate]
@@ -683,6 +714,8 @@ def headline(results: list[Result]) -> str:
     lines = [GENERATED, ""]
     lines += guarded("the headline's demo", headline_demo, demos, "", see_results_page)
     lines += guarded("the headline's peers", headline_peers, peers, "", see_results_page)
+    arm = [r for r in results if r.estimate and r.name == "arm_estimate"]
+    lines += guarded("the headline's ARM estimate", headline_arm, arm, "", see_results_page)
     lines += [f"**GPU**: {gpu_status(gpus)}.", ""]
     estimates = [r.link("") for r in results if r.estimate]
     if estimates:
