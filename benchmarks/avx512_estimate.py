@@ -90,6 +90,12 @@ def find_llvm_mca() -> str | None:
     return None
 
 
+def old_kernel_file(name: str) -> str:
+    """runtime/src/kernels/NAME as it was at OLD_COMMIT."""
+    command = ["git", "show", f"{OLD_COMMIT}:runtime/src/kernels/{name}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
 def old_source(text: str) -> str:
     """The old x86_avx512.cpp with llvm-mca markers at fixed places (each anchor must occur once)."""
     begin = 'asm volatile("# LLVM-MCA-BEGIN {}" ::: "memory");'
@@ -297,22 +303,8 @@ def main() -> None:
         old_src = tmp_path / "src" / "kernels"
         old_src.mkdir(parents=True)
         for name in ("kernels.h", "x86_common.h", "binary_conv.h"):
-            text = subprocess.run(
-                ["git", "show", f"{OLD_COMMIT}:runtime/src/kernels/{name}"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            (old_src / name).write_text(text)
-        old_text = subprocess.run(
-            ["git", "show", f"{OLD_COMMIT}:runtime/src/kernels/x86_avx512.cpp"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (old_src / "x86_avx512.cpp").write_text(old_source(old_text))
+            (old_src / name).write_text(old_kernel_file(name))
+        (old_src / "x86_avx512.cpp").write_text(old_source(old_kernel_file("x86_avx512.cpp")))
         old = regions(
             compile_to_asm(old_src / "x86_avx512.cpp", [tmp_path / "src", RUNTIME / "src"], tmp_path / "old.s")
         )

@@ -232,7 +232,10 @@ const Model::Plan& Model::plan_for(int64_t n, int64_t h, int64_t w) {
 
 int64_t Model::output_size(int64_t h, int64_t w) {
   check_input(1, in_channels_, h, w);
-  const Shape& s = plan_for(1, h, w).shapes[output_];
+  // A value's per-image size does not depend on the batch: the cached plan of any batch at this size
+  // answers, so that bnext_model_run's check does not replan (twice) on every call with a batch other than 1.
+  const Plan& plan = plan_ && plan_->h == h && plan_->w == w ? *plan_ : plan_for(1, h, w);
+  const Shape& s = plan.shapes[output_];
   return s.h * s.w * s.c;
 }
 

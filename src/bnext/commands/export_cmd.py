@@ -16,9 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnext.atomic import check_output_path
-
-    check_output_path(args.output, args.checkpoint)  # before the export's imports and work
     from bnext.deploy import export_checkpoint
 
     report = export_checkpoint(args.checkpoint, args.output)
