@@ -21,6 +21,8 @@ struct Model::Step {
   std::string name, kind;
   std::vector<int> inputs;
   int output = 0;
+  std::vector<int> sinks;  // the packed edges this step's output is packed into
+  int packed_input = -1;   // the packed edge this step reads instead of its input's floats, or -1
 };
 
 struct Model::Plan {
@@ -108,9 +110,27 @@ void Model::parse_graph(const json::Value& graph) {
     steps_.push_back(std::move(step));
   }
   values_ = static_cast<int>(values.size());
+  find_packed_edges();
   const auto found = values.find(name_of(graph, "output", "graph"));
   require(found != values.end() && found->second != 0, "graph: \"output\" names no op's output");
   output_ = found->second;
+}
+
+// A packed edge per binary conv whose input an op writes that can pack it (Op::emits_signs): that op packs the
+// pixels it writes, while they are in cache, and the conv takes the bits (an input read by two binary convs,
+// as BNext's FFN pairs are, gets two edges, one per conv's input shift). bnext_tiny at 224 px, batch 1, 1
+// thread, AVX2 EPYC: see benchmarks/results/runtime_ab_avx2.json.
+void Model::find_packed_edges() {
+  std::vector<int> producer(values_, -1);
+  for (size_t i = 0; i < steps_.size(); ++i) producer[steps_[i].output] = static_cast<int>(i);
+  for (Step& step : steps_) {
+    if (step.op->sign_reader() == nullptr) continue;
+    const int from = producer[step.inputs[0]];
+    if (from < 0 || !steps_[from].op->emits_signs()) continue;
+    step.packed_input = static_cast<int>(edges_.size());
+    steps_[from].sinks.push_back(step.packed_input);
+    edges_.push_back({step.op->sign_reader(), {}});
+  }
 }
 
 void Model::set_threads(int threads) {
@@ -223,6 +243,12 @@ const Model::Plan& Model::plan_for(int64_t n, int64_t h, int64_t w) {
   }
   for (int v = 0; v < values_; ++v)
     if (owner[v] >= 0) plan->buffer[v] = plan->buffer[owner[v]];
+  // Each packed edge's words, the words past the pixels zero (written here, never by the packing ops).
+  for (const Step& step : steps_)
+    if (step.packed_input >= 0) {
+      PackedEdge& edge = edges_[step.packed_input];
+      edge.words.assign(edge.conv->packed_words(plan->shapes[step.inputs[0]].pixels()), 0);
+    }
   if (buffers_.size() < plan->capacity.size()) buffers_.resize(plan->capacity.size());
   for (size_t b = 0; b < plan->capacity.size(); ++b)
     if (static_cast<int64_t>(buffers_[b].size()) < plan->capacity[b]) buffers_[b].resize(plan->capacity[b]);
@@ -271,7 +297,9 @@ void Model::run(const float* images, int64_t n, int64_t c, int64_t h, int64_t w,
       p = stop;
     }
   });
-  RunContext context{threads_, scratch_.get()};
+  RunContext context;
+  context.threads = threads_;
+  context.scratch = scratch_.get();
   auto view = [&](int v) {
     return View{buffers_[plan.buffer[v]].data() + plan.channel_offset[v], plan.shapes[v], plan.pixel_stride[v]};
   };
@@ -280,6 +308,12 @@ void Model::run(const float* images, int64_t n, int64_t c, int64_t h, int64_t w,
     const Step& step = steps_[i];
     std::vector<View> in;
     for (const int v : step.inputs) in.push_back(view(v));
+    context.sinks.clear();
+    context.packed_input = nullptr;
+    if (packed_edges_) {
+      for (const int edge : step.sinks) context.sinks.push_back({edges_[edge].conv, edges_[edge].words.data()});
+      if (step.packed_input >= 0) context.packed_input = edges_[step.packed_input].words.data();
+    }
     const auto start = std::chrono::steady_clock::now();
     step.op->run(in, view(step.output), context);
     if (profiling_) {

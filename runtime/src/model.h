@@ -40,6 +40,9 @@ class Model {
   void run(const float* images, int64_t n, int64_t c, int64_t h, int64_t w, float* out);
   // The per-op wall times of the last run (empty until profiling is switched on).
   void set_profiling(bool on) { profiling_ = on; }
+  // Packed edges (on by default): an op whose output a binary conv reads packs it for that conv as it writes
+  // it, and the conv skips its own packing pass. Off: every binary conv packs its input (the same bits).
+  void set_packed_edges(bool on) { packed_edges_ = on; }
   const std::vector<OpTime>& op_times() const { return op_times_; }
 
  private:
@@ -48,6 +51,7 @@ class Model {
   void parse_graph(const json::Value& graph);
   const Plan& plan_for(int64_t n, int64_t h, int64_t w);
   void check_input(int64_t n, int64_t c, int64_t h, int64_t w) const;
+  void find_packed_edges();
 
   std::unique_ptr<BnxFile> file_;
   KernelPath path_;
@@ -55,11 +59,17 @@ class Model {
   std::string card_json_;
   int threads_ = 1;
   bool profiling_ = false;
+  bool packed_edges_ = true;
   std::vector<Step> steps_;
   int output_ = 0;  // the value holding the logits
   int values_ = 0;  // value 0 is the input
   std::unique_ptr<Plan> plan_;
   std::vector<std::vector<float>> buffers_;
+  struct PackedEdge {
+    const BinaryConv* conv;       // the reader
+    std::vector<uint64_t> words;  // its input's signs
+  };
+  std::vector<PackedEdge> edges_;  // see find_packed_edges
   std::unique_ptr<ConvScratch> scratch_;
   std::vector<OpTime> op_times_;
 };

@@ -17,8 +17,10 @@
 #include <vector>
 
 #include "bnext_runtime.h"
+#include "bnx_file.h"
 #include "check.h"
 #include "json.h"
+#include "model.h"
 
 namespace {
 
@@ -56,18 +58,47 @@ double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
   return scale > 0.0 ? gap / scale : gap;
 }
 
-TEST(model_cases_match_pytorch) {
+// The case folders under $BNEXT_MODEL_CASES, sorted; none (with a note) when it is not set.
+std::vector<fs::path> model_cases() {
   const char* root = std::getenv("BNEXT_MODEL_CASES");
   if (root == nullptr || !fs::is_directory(root)) {
     std::fprintf(stderr, "  note: BNEXT_MODEL_CASES is not a folder: the model cases are skipped "
                          "(make them with runtime/tests/make_model_cases.py)\n");
-    return;
+    return {};
   }
   std::vector<fs::path> cases;
   for (const auto& entry : fs::directory_iterator(root))
     if (fs::is_regular_file(entry.path() / "case.json")) cases.push_back(entry.path());
   std::sort(cases.begin(), cases.end());
   CHECK_MSG(!cases.empty(), "no case folders (with case.json) under " << root);
+  return cases;
+}
+
+// Packed edges (an op packing its output for the binary convs that read it) give the same logits, bit for bit,
+// as every binary conv packing its own input, on every path, at batch 1 and 3 (two runs each: the edges' words
+// are reused across runs and sizes).
+TEST(packed_edges_change_nothing) {
+  for (const fs::path& folder : model_cases()) {
+    for (const std::string& path : split_paths(bnext_supported_kernel_paths())) {
+      bnext::Model model(bnext::read_bnx((folder / "model.bnx").string()), bnext::kernel_path_from_name(path));
+      const int64_t c = model.in_channels(), h = model.height(), w = model.width(), classes = model.classes();
+      for (const int64_t n : {3, 1, 3}) {
+        std::vector<float> images(n * c * h * w);
+        for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        std::vector<float> fused(n * classes), plain(n * classes);
+        model.set_packed_edges(true);
+        model.run(images.data(), n, c, h, w, fused.data());
+        model.set_packed_edges(false);
+        model.run(images.data(), n, c, h, w, plain.data());
+        CHECK_MSG(fused == plain, folder.filename().string() << " (" << path << ", batch " << n
+                                                             << "): packed edges changed the logits");
+      }
+    }
+  }
+}
+
+TEST(model_cases_match_pytorch) {
+  const std::vector<fs::path> cases = model_cases();
   const std::vector<std::string> paths = split_paths(bnext_supported_kernel_paths());
   for (const fs::path& folder : cases) {
     const std::string name = folder.filename().string();

@@ -133,7 +133,7 @@ struct Im2col {
 // Buffers of every conv of one model, grown to the largest shape seen and reused: a fresh multi-MB buffer per
 // call costs page faults comparable to the GEMM itself on the large early layers.
 struct ConvScratch::Impl {
-  std::vector<uint64_t> packed;    // [pixels + tile_rows][pixel words]: the packed activations
+  std::vector<uint64_t> packed;    // [pixels + tile_rows][pixel words]: the packed activations (run())
   std::vector<uint64_t> columns;   // [m_rows + tile_rows][kw]: the bit im2col (not when run by rows)
   std::vector<uint64_t> planes;    // [m_rows + tile_rows][2 kw]: A as nibble planes (not when run by rows)
   std::vector<uint64_t> run_rows;  // per-thread buffers of the run by rows
@@ -310,33 +310,62 @@ void run_gemm_by_rows(const Gemm& g, const PathKernels& path, const uint64_t* a,
 
 }  // namespace
 
-void BinaryConv::run(const float* x, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch,
-                     int threads) const {
-  const Impl& l = *impl_;
-  const BinaryConvSpec& spec = l.spec;
+// The checks of run() and run_packed(): the batch fits, the buffers are given; the output side.
+void BinaryConv::check_run(int64_t n, int64_t h, int64_t w, const void* in, const float* out, const ConvScratch& scratch,
+                           int threads) const {
+  const BinaryConvSpec& spec = impl_->spec;
   if (n < 0) throw Error(describe(spec) + ": negative batch size " + std::to_string(n));
   if (threads < 1) throw Error(describe(spec) + ": threads must be at least 1");
   const int64_t oh = out_height(h), ow = out_width(w);
   if (n > kMaxElements / (h * w) / spec.channels || n > kMaxElements / (oh * ow) / spec.out_channels)
     throw Error(describe(spec) + ": a batch of " + std::to_string(n) + " " + std::to_string(h) + "x" +
                 std::to_string(w) + " inputs is too large");
-  if (n == 0) return;
-  if (x == nullptr || out == nullptr) throw Error(describe(spec) + ": missing input or output");
+  if (n > 0 && (in == nullptr || out == nullptr)) throw Error(describe(spec) + ": missing input or output");
   if (scratch.impl == nullptr) throw Error(describe(spec) + ": the scratch was moved from");
+}
+
+int64_t BinaryConv::pixel_words() const { return impl_->pixel_words; }
+
+int64_t BinaryConv::packed_words(int64_t pixels) const {
+  return (pixels + impl_->kernels->tile_rows) * impl_->pixel_words;
+}
+
+void BinaryConv::pack(const float* x, int64_t pixels, uint64_t* words) const {
+  const Impl& l = *impl_;
+  l.kernels->pack_pixels(x, l.input_shift.data(), l.spec.channels, pixels, words);
+}
+
+void BinaryConv::run(const float* x, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch,
+                     int threads) const {
+  check_run(n, h, w, x, out, scratch, threads);
+  if (n == 0) return;
+  const Impl& l = *impl_;
+  const int64_t pixels = n * h * w, channels = l.spec.channels, pixel_words = l.pixel_words;
+  // The activations' signs, ceil(C/64) words per pixel, then zero words: whole tiles are readable.
+  std::vector<uint64_t>& packed = scratch.impl->packed;
+  packed.resize(packed_words(pixels));
+  std::fill(packed.begin() + pixels * pixel_words, packed.end(), uint64_t{0});
+  parallel_for(0, pixels, 256, threads, [&](int64_t begin, int64_t end) {
+    pack(x + begin * channels, end - begin, packed.data() + begin * pixel_words);
+  });
+  run_checked(packed.data(), n, h, w, out, scratch, threads);
+}
+
+void BinaryConv::run_packed(const uint64_t* packed, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch,
+                            int threads) const {
+  check_run(n, h, w, packed, out, scratch, threads);
+  if (n > 0) run_checked(packed, n, h, w, out, scratch, threads);
+}
+
+void BinaryConv::run_checked(const uint64_t* packed, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch,
+                             int threads) const {
+  const Impl& l = *impl_;
+  const BinaryConvSpec& spec = l.spec;
   ConvScratch::Impl& s = *scratch.impl;
   const PathKernels& path = *l.kernels;
-  const int64_t channels = spec.channels, pixels = n * h * w, m_rows = n * oh * ow;
+  const int64_t oh = out_height(h), ow = out_width(w), m_rows = n * oh * ow;
   const int64_t pad_rows = path.tile_rows;  // zero rows past the end of A: whole tiles are readable
   const int64_t kw = l.kw, pixel_words = l.pixel_words;
-
-  // The activations' signs, ceil(C/64) words per pixel.
-  s.packed.resize((pixels + pad_rows) * pixel_words);
-  uint64_t* packed = s.packed.data();
-  std::fill(packed + pixels * pixel_words, packed + (pixels + pad_rows) * pixel_words, uint64_t{0});
-  const float* bias = l.input_shift.data();
-  parallel_for(0, pixels, 256, threads, [&](int64_t begin, int64_t end) {
-    path.pack_pixels(x + begin * channels, bias, channels, end - begin, packed + begin * pixel_words);
-  });
 
   Gemm g{};
   g.b = l.weights.data();

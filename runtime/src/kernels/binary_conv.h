@@ -60,7 +60,25 @@ class BinaryConv {
   // written). threads >= 1.
   void run(const float* x, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch, int threads) const;
 
+  // The input as packed signs, for an op that packs its output for this conv while the output is still in
+  // cache (the graph executor's packed edges), instead of this conv reading it back from memory:
+  // words per input pixel (ceil(channels / 64)),
+  int64_t pixel_words() const;
+  // the words a packed input of `pixels` pixels takes (zero words past the pixels included: whole register
+  // tiles are readable; the caller zeroes them once),
+  int64_t packed_words(int64_t pixels) const;
+  // the signs of `pixels` dense pixels (x: channels floats each) into words, as run() packs them,
+  void pack(const float* x, int64_t pixels, uint64_t* words) const;
+  // and run() on such an input (packed_words(n * h * w) words, the words past the pixels zero).
+  void run_packed(const uint64_t* packed, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch,
+                  int threads) const;
+
  private:
+  void check_run(int64_t n, int64_t h, int64_t w, const void* in, const float* out, const ConvScratch& scratch,
+                 int threads) const;
+  void run_checked(const uint64_t* packed, int64_t n, int64_t h, int64_t w, float* out, ConvScratch& scratch,
+                   int threads) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -18,8 +18,14 @@ class BinaryConvOp : public Op {
 
   void run(const std::vector<View>& in, const View& out, RunContext& context) const override {
     const Shape& s = in[0].shape;
-    conv_.run(in[0].data, s.n, s.h, s.w, out.data, *context.scratch, context.threads);
+    if (context.packed_input != nullptr) {
+      conv_.run_packed(context.packed_input, s.n, s.h, s.w, out.data, *context.scratch, context.threads);
+    } else {
+      conv_.run(in[0].data, s.n, s.h, s.w, out.data, *context.scratch, context.threads);
+    }
   }
+
+  const BinaryConv* sign_reader() const override { return &conv_; }
 
  private:
   static BinaryConv build(const OpReader& reader, KernelPath path) {

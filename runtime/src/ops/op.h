@@ -32,10 +32,25 @@ struct View {
   int64_t pixel_stride = 0;
 };
 
+// A packed edge (see Model): an op's output packed, as the binary conv `conv` reading it wants its input, into
+// `words` (conv->packed_words(pixels) words, the words past the pixels zero).
+struct SignSink {
+  const BinaryConv* conv = nullptr;
+  uint64_t* words = nullptr;
+};
+
 struct RunContext {
   int threads = 1;
   ConvScratch* scratch = nullptr;
+  // For an op that emits_signs(): the sinks its output is packed into, pixel block by pixel block, while
+  // the block is in cache (none: nothing to pack).
+  std::vector<SignSink> sinks;
+  // For an op with a sign_reader(): its input already packed (nullptr: read the floats).
+  const uint64_t* packed_input = nullptr;
 };
+
+// Packs pixels [begin, end) of `out` into each sink (the emitting ops call it once per block they write).
+void emit_signs(const RunContext& context, const View& out, int64_t begin, int64_t end);
 
 class Op {
  public:
@@ -45,6 +60,11 @@ class Op {
   virtual void run(const std::vector<View>& inputs, const View& out, RunContext& context) const = 0;
   // Whether run() can write a channel slice of a wider tensor (out.pixel_stride > out.shape.c).
   virtual bool writes_slices() const { return false; }
+  // Whether run() packs its output into context.sinks (calling emit_signs for every pixel it writes).
+  virtual bool emits_signs() const { return false; }
+  // The binary conv whose packed input run() takes as context.packed_input instead of its input's floats,
+  // or nullptr (the op reads floats only).
+  virtual const BinaryConv* sign_reader() const { return nullptr; }
 };
 
 // An op's header entry, read with checks: every getter names the op and the field in its Error.

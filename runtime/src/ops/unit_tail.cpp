@@ -293,11 +293,19 @@ class UnitTail : public Op {
                         x.shape.h,
                         x.shape.w};
     const bool act = !act_slope_.empty();
-    parallel_for(0, n * pixels, 256, context.threads,
-                 [&](int64_t begin, int64_t end) { tail_pixels(args, pool_, act, elm_, begin, end); });
+    // With sinks, by blocks of about 16 KB of output, each packed while it is in L1.
+    const int64_t block = context.sinks.empty() ? n * pixels : std::max<int64_t>(8, 4096 / c);
+    parallel_for(0, n * pixels, 256, context.threads, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; p += block) {
+        const int64_t stop = std::min(end, p + block);
+        tail_pixels(args, pool_, act, elm_, p, stop);
+        emit_signs(context, out, p, stop);
+      }
+    });
   }
 
   bool writes_slices() const override { return true; }
+  bool emits_signs() const override { return true; }
 
  private:
   void read_gate(const OpReader& reader) {
