@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from bnext_runtime._native import last_error, library, library_path
+from bnext_runtime._native import last_error, library, library_path, open_library
 
-__all__ = ["Model", "ModelError", "__version__", "build_info", "load", "supported_kernel_paths"]
+__all__ = ["Model", "ModelError", "__version__", "build_info", "load", "open_library", "supported_kernel_paths"]
 __version__ = "0.2.0"
 
 

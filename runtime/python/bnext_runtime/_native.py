@@ -54,13 +54,19 @@ def library_path() -> Path:
 @cache
 def library() -> ctypes.CDLL:
     """The loaded C library with typed entry points."""
-    path = library_path()
+    return open_library(library_path())
+
+
+def open_library(path: str | Path) -> ctypes.CDLL:
+    """The C library at ``path`` with typed entry points: any build of it, e.g. two builds side by side in one
+    process for an interleaved A/B benchmark (benchmarks/runtime_ab.py)."""
+    path = Path(path)
     if not path.is_file():
         raise ImportError(
             f"bnext_runtime's C library is missing ({path}): reinstall with `pip install ./runtime`, "
             "or point BNEXT_RUNTIME_LIBRARY at a built libbnext_runtime.so"
         )
-    lib = ctypes.CDLL(str(path))
+    lib = ctypes.CDLL(str(path.resolve()))
     for name, (arguments, result) in _SIGNATURES.items():
         function = getattr(lib, name)
         function.argtypes = arguments

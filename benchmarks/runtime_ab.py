@@ -1,0 +1,166 @@
+"""A/B of two builds of the C++ runtime on the same ``.bnx``: this working tree's ``runtime/`` against a base
+commit's, both built here (CMake, Release) and loaded side by side in one process, their calls interleaved rep
+by rep (medians), at 1 and 2 threads and batch 1 and 8, with the per-op-kind split of each and the largest
+logit difference between them. The model: bnext_tiny at 224 px with random weights and BatchNorm statistics
+calibrated on random images (as benchmarks/runtime_bench.py makes it).
+
+    python benchmarks/runtime_ab.py --base 9ab5475
+
+Writes benchmarks/results/runtime_ab_<kernel path>.json: run it on an AVX-512 or AArch64 machine to measure a
+kernel change there (the base must have the same C API: commits from 9ab5475 on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import subprocess
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bnext_runtime import open_library
+
+from benchmarks.common import add_quick_flag, native_kernel_path, write_result
+from benchmarks.runtime_bench import calibrated_model
+from bnext.card import ModelCard
+from bnext.deploy.export import packed_model
+from bnext.deploy.fileformat import write_bnx
+from bnext.hardware import cpu_model, isa_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 224
+FLOATS = ctypes.POINTER(ctypes.c_float)
+
+
+def build(source: Path, folder: Path) -> Path:
+    """libbnext_runtime.so built from the CMake project ``source`` in ``folder`` (Release, no tests)."""
+    configure = ["cmake", "-S", str(source), "-B", str(folder), "-DCMAKE_BUILD_TYPE=Release", "-DBNEXT_BUILD_TESTS=OFF"]
+    subprocess.run(configure, check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(folder), "-j2"], check=True, capture_output=True)
+    return folder / "libbnext_runtime.so"
+
+
+def base_source(revision: str, folder: Path) -> Path:
+    """The ``runtime/`` folder of commit ``revision``, extracted into ``folder``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "runtime"], capture_output=True, check=True)
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "runtime"
+
+
+class Build:
+    """One build's library with the model loaded (raw C API: both builds live in one process)."""
+
+    def __init__(self, library: Path, model: Path, classes: int) -> None:
+        self.lib = open_library(library)
+        self.handle = self.lib.bnext_model_load_file(str(model).encode(), None)
+        if not self.handle:
+            raise SystemExit(f"{library} cannot load {model}: {self.lib.bnext_last_error().decode()}")
+        self.classes = classes
+        self.kernel_path = self.lib.bnext_model_kernel_path(self.handle).decode()
+
+    def run(self, images: np.ndarray, threads: int) -> np.ndarray:
+        """Logits of one call at ``threads`` threads."""
+        self.lib.bnext_model_set_threads(self.handle, threads)
+        out = np.empty((images.shape[0], self.classes), np.float32)
+        status = self.lib.bnext_model_run(
+            self.handle, images.ctypes.data_as(FLOATS), *images.shape, out.ctypes.data_as(FLOATS)
+        )
+        if status != 0:
+            raise SystemExit(self.lib.bnext_last_error().decode())
+        return out
+
+    def kinds(self, images: np.ndarray, reps: int) -> dict[str, float]:
+        """Median ms per op kind of one call at 1 thread (the runtime's own per-op times)."""
+        self.lib.bnext_model_set_profiling(self.handle, 1)
+        rows: list[list[tuple[str, float]]] = []
+        for _ in range(reps):
+            self.run(images, 1)
+            row = []
+            for index in range(int(self.lib.bnext_model_num_ops(self.handle))):
+                name, kind, seconds = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_double()
+                self.lib.bnext_model_op_time(
+                    self.handle, index, ctypes.byref(name), ctypes.byref(kind), ctypes.byref(seconds)
+                )
+                row.append((kind.value.decode(), seconds.value))
+            rows.append(row)
+        self.lib.bnext_model_set_profiling(self.handle, 0)
+        totals: dict[str, float] = {}
+        for index, (kind, _) in enumerate(rows[0]):
+            totals[kind] = round(totals.get(kind, 0.0) + 1e3 * statistics.median(r[index][1] for r in rows), 3)
+        return totals
+
+
+def interleaved(builds: dict[str, Build], images: np.ndarray, threads: int, reps: int) -> dict[str, float]:
+    """Median ms per call of each build, the builds alternating call by call (2 warm-up calls each)."""
+    times: dict[str, list[float]] = {name: [] for name in builds}
+    for rep in range(reps + 2):
+        for name, runtime in builds.items():
+            start = time.perf_counter()
+            runtime.run(images, threads)
+            if rep >= 2:
+                times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", required=True, help="the commit to compare against (git revision)")
+    parser.add_argument("--reps", type=int, default=40, help="timed calls per build and setting")
+    add_quick_flag(parser)
+    args = parser.parse_args()
+    kernel_path = native_kernel_path()
+    reps = 3 if args.quick else args.reps
+    generator = torch.Generator().manual_seed(0)
+    calibration = torch.randn(16 if args.quick else 64, 3, SIZE, SIZE, generator=generator)
+    model = calibrated_model("bnext_tiny", calibration)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "runtime"], capture_output=True, text=True)
+    result: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "isa": isa_summary(),
+        "kernel_path": kernel_path,
+        "model": f"bnext_tiny, {SIZE} px, random weights (calibrated BatchNorm)",
+        "base": args.base,
+        "new": head.stdout.strip() + (" + uncommitted runtime/ changes" if dirty.stdout.strip() else ""),
+        "method": f"both builds in one process, calls interleaved, medians of {reps} calls after 2 warm-up calls",
+        "rows": [],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        header, arrays, _ = packed_model(model, ModelCard.from_create_kwargs("bnext_tiny", {}, 1000))
+        bnx = write_bnx(folder / "model.bnx", header, arrays)
+        print("building the base and the new runtime ...", flush=True)
+        libraries = {
+            "base": build(base_source(args.base, folder / "base"), folder / "base-build"),
+            "new": build(ROOT / "runtime", folder / "new-build"),
+        }
+        builds = {name: Build(library, bnx, 1000) for name, library in libraries.items()}
+        for batch in (1,) if args.quick else (1, 8):
+            images = torch.randn(batch, 3, SIZE, SIZE, generator=generator).numpy()
+            gap = float(np.abs(builds["new"].run(images, 1) - builds["base"].run(images, 1)).max())
+            for threads in (1, 2):
+                ms = interleaved(builds, images, threads, reps)
+                row = {"batch": batch, "threads": threads, "base_ms": ms["base"], "new_ms": ms["new"]}
+                row |= {"speedup": ms["base"] / ms["new"], "max_abs_logit_diff": gap}
+                result["rows"].append(row)
+                print(
+                    f"batch {batch}, {threads} thread(s): base {ms['base']:.2f} ms, new {ms['new']:.2f} ms "
+                    f"({row['speedup']:.3f}x), logits differ by at most {gap:.1e}",
+                    flush=True,
+                )
+        images = torch.randn(1, 3, SIZE, SIZE, generator=generator).numpy()
+        result["op_kinds_ms_batch1_1thread"] = {name: b.kinds(images, reps) for name, b in builds.items()}
+        result["kernel_paths"] = {name: b.kernel_path for name, b in builds.items()}
+    print("wrote", write_result(f"runtime_ab_{kernel_path}", result, args.quick))
+
+
+if __name__ == "__main__":
+    main()
