@@ -27,12 +27,17 @@ import numpy as np
 import torch
 from bnext_runtime import open_library
 
-from benchmarks.common import add_quick_flag, native_kernel_path, write_result
-from benchmarks.runtime_bench import calibrated_model
 from bnext.card import ModelCard
 from bnext.deploy.export import packed_model
 from bnext.deploy.fileformat import write_bnx
 from bnext.hardware import cpu_model, isa_summary
+
+try:
+    from benchmarks.common import add_quick_flag, native_kernel_path, write_result
+    from benchmarks.runtime_bench import calibrated_model
+except ImportError:
+    from common import add_quick_flag, native_kernel_path, write_result
+    from runtime_bench import calibrated_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 224
