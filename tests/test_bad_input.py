@@ -420,6 +420,120 @@ def test_header_check_reads_jpeg_and_png_sizes(tmp_path):
     assert "PNG header declares 20000x20000" in header_problem(png_claiming(20000, 20000))
 
 
+# The CLI arguments of the run tests.helpers.tiny_config describes (the session's trained_checkpoint).
+TINY_RUN = ["--model", "bnext_tiny", "--dataset", "synthetic", "--batch-size", "16", "--epochs", "2"]
+TINY_RUN += [f"--set={key}" for key in ("model.kwargs.width_multiplier=0.25", "model.kwargs.stem_stride=2")]
+TINY_RUN += [f"--set={key}" for key in ("data.synthetic_size=96", "data.synthetic_classes=4", "train.threads=1")]
+RESUME_DAMAGE = {
+    "optimizer groups": (
+        lambda p: p["optimizer"]["param_groups"].pop(),
+        "its optimizer state has 1 parameter groups, this run's optimizer 2",
+    ),
+    "optimizer moment shape": (  # passed torch's load_state_dict, then the fused step freed a bad pointer
+        lambda p: p["optimizer"]["state"][0].update(exp_avg=torch.zeros(7)),
+        "its optimizer state for parameter 0 has an exp_avg that is a tensor of shape (7,) and dtype float32, "
+        "for a parameter of shape",
+    ),
+    "torch rng size": (
+        lambda p: p["rng"].update(torch=torch.zeros(10, dtype=torch.uint8)),
+        "its RNG state for torch is refused (Expected a CPUGeneratorImplState",
+    ),
+    "torch rng dtype": (
+        lambda p: p["rng"].update(torch=p["rng"]["torch"].float()),
+        "its RNG state for torch is a tensor of shape (5056,) and dtype float32, not a 1-D uint8 tensor",
+    ),
+    "numpy rng keys": (
+        lambda p: p["rng"]["numpy"].update(keys=torch.zeros(3, dtype=torch.int64)),
+        "its RNG state for numpy has keys that are a tensor of shape (3,) and dtype int64, not 624 integers",
+    ),
+    "python rng": (
+        lambda p: p["rng"].update(python=(3, (1, 2), None)),
+        "its RNG state for python is not random.getstate()'s (3, 625 integers, None or a float)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_DAMAGE))
+def test_resume_from_damaged_training_state_is_one_clear_line(trained_checkpoint, tmp_path, case, capsys):
+    """Each was a traceback from torch, numpy or random (or a crash in the first optimizer step)."""
+    change, message = RESUME_DAMAGE[case]
+    payload = torch.load(trained_checkpoint(), weights_only=True)
+    change(payload)
+    damaged = tmp_path / "last.pt"
+    torch.save(payload, damaged)
+    line = cli_error(["train", *TINY_RUN, "--output", str(tmp_path / "run"), "--resume", str(damaged)], capsys)
+    assert f"{damaged} cannot be resumed: {message}" in line, line
+    assert "resume from another checkpoint of the run (e.g. best.pt), or start afresh without --resume" in line
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ({"data": np.zeros((4, 100), np.uint8), "labels": [0, 1, 2, 3]}, "its 'data' is an array of shape (4, 100)"),
+        ({"data": np.zeros(2 * 3072, np.uint8), "labels": [0, 1]}, "its 'data' is an array of shape (6144,)"),
+        ({"data": np.full((2, 3072), 300.5), "labels": [0, 1]}, "(2, 3072) and dtype float64, not an (N, 3072)"),
+        ({"data": np.full((2, 3072), -1), "labels": [0, 1]}, "holds pixel values outside 0..255"),
+        ({"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2]}, "holds 4 images but 3 labels"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [[0], [1]]}, "its 'labels' are an array of shape (2, 1)"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [0.5, 1.7]}, "(2,) and dtype float64, not a list of"),
+    ],
+    ids=["100-columns", "flat", "floats", "negative", "3-labels-for-4", "labels-2d", "float-labels"],
+)
+def test_cifar_batch_of_the_wrong_shape_or_type_is_an_error(tmp_path, content, message):
+    """Reshape errors (or wrapped pixels, truncated labels) before; now the file and the problem are named."""
+    write_cifar(tmp_path, 10, count=4)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(pickle.dumps(content))
+    with pytest.raises(UserError) as caught:
+        cifar(tmp_path, False, 10)
+    assert str(caught.value).startswith(str(batch)) and message in str(caught.value), caught.value
+    assert "delete its folder and download CIFAR again" in str(caught.value)
+
+
+def test_cifar_class_names_of_the_wrong_count_are_an_error(tmp_path):
+    write_cifar(tmp_path, 10, count=4)
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({"label_names": "abc"}))
+    with pytest.raises(UserError, match=r"batches.meta holds label_names='abc', not the 10 class names of CIFAR-10"):
+        cifar(tmp_path, False, 10)
+
+
+def test_cifar_batch_of_the_wrong_shape_is_one_line_in_the_cli(tmp_path, capsys):
+    write_cifar(tmp_path, 10, count=4)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": np.zeros((4, 100), np.uint8), "labels": [0, 1, 2, 3]}))
+    line = cli_error(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--model", "bnext_tiny"], capsys)
+    assert f"{batch}: its 'data' is an array of shape (4, 100) and dtype uint8, not an (N, 3072) array" in line
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.kwargs.foo=1", "model 'bnext_tiny' takes no option 'foo' (model.kwargs.foo). Its options are "
+         "elm_attention, in_channels, input_quantizer, recoupling, stem_stride, weight_quantizer, width_multiplier: "
+         "remove 'foo' or use one of them"),
+        ("model.kwargs.stem_stide=1", "takes no option 'stem_stide' (model.kwargs.stem_stide). Did you mean "
+         "'stem_stride'? Its options are"),
+        ("model.kwargs.width_multiplier=wide", "model 'bnext_tiny': option width_multiplier "
+         "(model.kwargs.width_multiplier) must be a positive number, got 'wide'"),
+        ("model.kwargs.elm_attention=1", "option elm_attention (model.kwargs.elm_attention) must be true or false"),
+    ],
+)  # fmt: skip
+def test_bad_model_kwargs_name_the_model_the_key_and_the_accepted_keys(override, message, capsys):
+    """A TypeError from deep inside the model's constructor before."""
+    line = cli_error(["train", "--model", "bnext_tiny", "--dataset", "synthetic", "--set", override], capsys)
+    assert message in line, line
+
+
+def test_bad_model_kwargs_in_the_python_api_and_in_a_checkpoint_card(tmp_path):
+    with pytest.raises(UserError, match=r"'reactnet_a' takes no option 'width_multiplier'.* in_channels, stem_stride"):
+        bnext.create_model("reactnet_a", width_multiplier=0.5)
+    with pytest.raises(UserError, match=r"'bnext18': option stem_stride .* must be 1 \(32 px inputs\) or 2"):
+        bnext.create_model("bnext18", stem_stride=3)
+    path = bnext.save_checkpoint(nn.Linear(2, 2), tmp_path / "ckpt.pt", card=ModelCard("bnext_tiny", 2, {"foo": 1}))
+    with pytest.raises(CheckpointError, match=r"ckpt.pt names a model this bnext cannot build \(model 'bnext_tiny' "):
+        model_from_checkpoint(path)
+
+
 # ---------------------------------------------------------------- .bnx files (the C++ runtime's loader)
 # Each crafted file loads and runs in a fresh process: the runtime must refuse it with an error naming the
 # field (or, for an empty batch, return empty logits on every kernel path), never die of SIGFPE / SIGSEGV.

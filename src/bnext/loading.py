@@ -14,7 +14,8 @@ from torch import nn
 from bnext.authors_weights import from_authors_names
 from bnext.card import card_from_payload
 from bnext.checkpoint import CheckpointError, check_compatible, extract_state_dict, read_checkpoint
-from bnext.models import create_model
+from bnext.errors import UserError
+from bnext.models import check_model_kwargs, create_model
 from bnext.quant import quantize_model
 
 
@@ -27,6 +28,13 @@ def model_from_checkpoint(path: str | Path, **overrides: Any) -> tuple[nn.Module
             f"{path} does not name its model (a foreign checkpoint?): build the model with "
             "bnext.create_model(name, num_classes=..., checkpoint=path) instead"
         )
+    try:
+        check_model_kwargs(card.model, card.kwargs)
+    except UserError as error:
+        raise CheckpointError(
+            f"{path} names a model this bnext cannot build ({error}): use the bnext version that wrote it "
+            "or an intact copy"
+        ) from error
     model = create_model(card.model, **{**card.create_kwargs(), **overrides})
     if payload.get("quant_config"):
         quantize_model(model, payload["quant_config"])

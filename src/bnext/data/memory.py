@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ def fashion_mnist(root: str | Path | None, train: bool, image_size: int = 32) ->
     return ArraySplit(images.expand(-1, 3, -1, -1).contiguous(), labels, list(FASHION_MNIST_CLASSES))
 
 
+_NOT_CIFAR = "the file is damaged or not a CIFAR file; delete its folder and download CIFAR again"
 _CIFAR_LAYOUT = {
     10: (
         "cifar-10-batches-py",
@@ -185,12 +187,43 @@ def cifar(root: str | Path | None, train: bool, num_classes: int, download: bool
             f"CIFAR-{num_classes} not found under {root}: missing {folder_name}/{missing[0]}. Put torchvision's "
             "files there or pass --set data.download=true when online."
         )
-    batches = [_unpickle(folder / name, "data", label_key) for name in names]
-    data = np.concatenate([np.asarray(images, dtype=np.uint8).reshape(-1, 3, 32, 32) for images, _ in batches])
-    labels = torch.from_numpy(np.concatenate([np.asarray(batch, dtype=np.int64) for _, batch in batches]))
+    batches = [_cifar_batch(folder / name, label_key) for name in names]
+    data = np.concatenate([images.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32) for images, _ in batches])
+    labels = torch.from_numpy(np.concatenate([batch.astype(np.int64, copy=False) for _, batch in batches]))
     (classes,) = _unpickle(folder / meta_file, names_key)
+    if not (isinstance(classes, list) and len(classes) == num_classes and all(isinstance(c, str) for c in classes)):
+        raise UserError(
+            f"{folder / meta_file} holds {names_key}={reprlib.repr(classes)}, not the {num_classes} class names of "
+            f"CIFAR-{num_classes}: {_NOT_CIFAR}"
+        )
     check_labels(labels, len(classes), f"CIFAR-{num_classes} under {folder}")
     return ArraySplit(torch.from_numpy(data), labels, list(classes))
+
+
+def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR batch's images, (N, 3072) integers in 0..255, and N integer labels: checked, as the file is untrusted."""
+    images, labels = (_as_array(value) for value in _unpickle(path, "data", label_key))
+    if images is None or images.dtype.kind not in "ui" or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+        raise UserError(f"{path}: its 'data' is {_describe(images)}, not an (N, 3072) array of bytes: {_NOT_CIFAR}")
+    if images.dtype != np.uint8 and images.size and (images.min() < 0 or images.max() > 255):
+        raise UserError(f"{path} holds pixel values outside 0..255: {_NOT_CIFAR}")
+    if labels is None or labels.dtype.kind not in "ui" or labels.ndim != 1:
+        raise UserError(f"{path}: its {label_key!r} are {_describe(labels)}, not a list of class indices: {_NOT_CIFAR}")
+    if len(labels) != len(images):
+        raise UserError(f"{path} holds {len(images)} images but {len(labels)} {label_key}: {_NOT_CIFAR}")
+    return images, labels
+
+
+def _as_array(value: object) -> np.ndarray | None:
+    """``value`` as a numpy array, or None when it is not one (e.g. ragged nested lists)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def _describe(array: np.ndarray | None) -> str:
+    return "not an array" if array is None else f"an array of shape {array.shape} and dtype {array.dtype}"
 
 
 def synthetic(count: int, num_classes: int, image_size: int, seed: int) -> ArraySplit:

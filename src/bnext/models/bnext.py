@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bnext.models.input_size import check_input
-from bnext.models.registry import register_model
+from bnext.models.registry import FLAG, POSITIVE_INT, POSITIVE_NUMBER, QUANTIZER, Option, register_model
 from bnext.nn import BNextBlock
 from bnext.nn.folding import conv_with_batchnorm
 
@@ -93,30 +93,41 @@ class BNext(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+BNEXT_OPTIONS: dict[str, Option] = {  # the keywords of every BNext size (besides num_classes)
+    "width_multiplier": POSITIVE_NUMBER,
+    "stem_stride": POSITIVE_INT,
+    "in_channels": POSITIVE_INT,
+    "elm_attention": FLAG,
+    "recoupling": FLAG,
+    "input_quantizer": QUANTIZER,
+    "weight_quantizer": QUANTIZER,
+}
+
+
 def _bnext(size: str, num_classes: int, width_multiplier: float = 1.0, **kwargs: object) -> BNext:
     widths = [max(8, round(w * width_multiplier / 8) * 8) for w in WIDTHS[size]]
     return BNext(widths, num_classes, **kwargs)
 
 
-@register_model
+@register_model(options=BNEXT_OPTIONS)
 def bnext_tiny(num_classes: int = 1000, **kwargs: object) -> BNext:
     """BNext-T: 72.4% ImageNet top-1 (paper Table 2). ``width_multiplier`` scales every width."""
     return _bnext("tiny", num_classes, **kwargs)
 
 
-@register_model
+@register_model(options=BNEXT_OPTIONS)
 def bnext_small(num_classes: int = 1000, **kwargs: object) -> BNext:
     """BNext-S: 76.1% ImageNet top-1."""
     return _bnext("small", num_classes, **kwargs)
 
 
-@register_model
+@register_model(options=BNEXT_OPTIONS)
 def bnext_middle(num_classes: int = 1000, **kwargs: object) -> BNext:
     """BNext-M: 78.3% ImageNet top-1."""
     return _bnext("middle", num_classes, **kwargs)
 
 
-@register_model
+@register_model(options=BNEXT_OPTIONS)
 def bnext_large(num_classes: int = 1000, **kwargs: object) -> BNext:
     """BNext-L: 80.6% ImageNet top-1."""
     return _bnext("large", num_classes, **kwargs)

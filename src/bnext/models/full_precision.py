@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bnext.models.registry import register_model
-from bnext.models.resnet18_layout import ResNet18Layout
+from bnext.models.resnet18_layout import LAYOUT_OPTIONS, ResNet18Layout
 from bnext.nn.baseline_blocks import fp_downsample
 from bnext.nn.small_map import SmallMapConv2d
 
@@ -30,7 +30,7 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.downsample(x))
 
 
-@register_model
+@register_model(options=LAYOUT_OPTIONS)
 def resnet18_fp(num_classes: int = 1000, **kwargs: object) -> ResNet18Layout:
     """Full-precision ResNet-18 (same stems as the binary ResNet-18s; ``width_multiplier`` for small teachers)."""
     return ResNet18Layout(BasicBlock, num_classes, head_prelu=False, **kwargs)

@@ -7,7 +7,7 @@ from torch import nn
 
 from bnext.models.bnext import WIDTHS
 from bnext.models.input_size import check_input
-from bnext.models.registry import register_model
+from bnext.models.registry import POSITIVE_INT, register_model
 from bnext.nn.baseline_blocks import ReActBlock
 
 
@@ -36,7 +36,7 @@ class ReActNetA(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-@register_model
+@register_model(options={"stem_stride": POSITIVE_INT, "in_channels": POSITIVE_INT})
 def reactnet_a(num_classes: int = 1000, **kwargs: object) -> ReActNetA:
     """ReActNet-A (69.4% ImageNet top-1 in the paper's Table 2)."""
     return ReActNetA(num_classes, **kwargs)

@@ -10,12 +10,25 @@ import torch
 from torch import nn
 
 from bnext.models.input_size import check_input
-from bnext.models.registry import register_model
+from bnext.models.registry import FLAG, POSITIVE_INT, POSITIVE_NUMBER, QUANTIZER, Option, register_model
 from bnext.nn import BNext18Block
 from bnext.nn.baseline_blocks import BinaryNetBlock, BiRealBlock
 
 BlockFactory = Callable[[int, int, int], nn.Module]
 STAGE_WIDTHS = (64, 128, 256, 512)
+LAYOUT_OPTIONS: dict[str, Option] = {  # the keywords every ResNet-18 layout model takes (besides num_classes)
+    "stem_stride": Option("1 (32 px inputs) or 2 (ImageNet)", lambda value: type(value) is int and value in (1, 2)),
+    "in_channels": POSITIVE_INT,
+    "width_multiplier": POSITIVE_NUMBER,
+}
+BNEXT18_OPTIONS: dict[str, Option] = {
+    **LAYOUT_OPTIONS,
+    "head_prelu": FLAG,
+    "elm_attention": FLAG,
+    "recoupling": FLAG,
+    "input_quantizer": QUANTIZER,
+    "weight_quantizer": QUANTIZER,
+}
 
 
 class ResNet18Layout(nn.Module):
@@ -69,7 +82,7 @@ class ResNet18Layout(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-@register_model
+@register_model(options=BNEXT18_OPTIONS)
 def bnext18(num_classes: int = 1000, **kwargs: Any) -> ResNet18Layout:
     """BNext-18: BNext units in ResNet-18 (68.4% ImageNet top-1, 93.6% CIFAR-10).
 
@@ -82,19 +95,19 @@ def bnext18(num_classes: int = 1000, **kwargs: Any) -> ResNet18Layout:
     return ResNet18Layout(block, num_classes, **kwargs)
 
 
-@register_model
+@register_model(options=LAYOUT_OPTIONS)
 def binarynet18(num_classes: int = 1000, **kwargs: object) -> ResNet18Layout:
     """BinaryNet-style ResNet-18: plain sign of weights and activations, no scaling."""
     return ResNet18Layout(BinaryNetBlock, num_classes, head_prelu=False, **kwargs)
 
 
-@register_model
+@register_model(options=LAYOUT_OPTIONS)
 def birealnet18(num_classes: int = 1000, **kwargs: object) -> ResNet18Layout:
     """Bi-Real Net-18: a real shortcut around every binary conv, ApproxSign, mean-|w| scaling."""
     return ResNet18Layout(BiRealBlock, num_classes, head_prelu=False, **kwargs)
 
 
-@register_model
+@register_model(options=LAYOUT_OPTIONS)
 def real2binary18(num_classes: int = 1000, **kwargs: object) -> ResNet18Layout:
     """Real-to-Binary Net-18: Bi-Real units with a data-driven channel gate and PReLU."""
     return ResNet18Layout(partial(BiRealBlock, gated=True), num_classes, head_prelu=False, **kwargs)

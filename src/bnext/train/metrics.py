@@ -27,6 +27,7 @@ class MetricsLog:
         if self.path.is_file():
             lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
             self.records = [r for r in lines if r["epoch"] < next_epoch]
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # resuming into a new run folder
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
 
     def log(self, record: dict[str, Any]) -> None:

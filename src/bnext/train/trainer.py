@@ -19,13 +19,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from bnext.card import ModelCard, card_from_payload, check_class_count
-from bnext.checkpoint import CheckpointError, check_compatible, read_checkpoint, save_checkpoint
+from bnext.checkpoint import FORMAT, CheckpointError, check_compatible, read_checkpoint, save_checkpoint
 from bnext.data import DataBundle, build_data, describe_pipeline
 from bnext.data.loader import InMemoryLoader
 from bnext.distill import DistillationLoss, build_distillation
 from bnext.errors import UserError
 from bnext.hardware import choose_autocast
-from bnext.models import create_model
+from bnext.models import check_model_kwargs, create_model
 from bnext.nn import has_temperature, set_temperature
 from bnext.nn.wrappers import unwrap_model
 from bnext.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, make_deterministic
@@ -33,7 +33,8 @@ from bnext.train.ema import WeightEMA
 from bnext.train.evaluate import evaluate, recalibrate_batchnorm
 from bnext.train.losses import ClassificationLoss
 from bnext.train.metrics import MetricsLog, epoch_line
-from bnext.train.rng import capture_rng, restore_rng, seed_everything
+from bnext.train.resume_state import resume_problem
+from bnext.train.rng import capture_rng, describe, restore_rng, seed_everything
 from bnext.train.schedule import build_optimizer, lr_at_epoch, temperature_at_epoch
 
 
@@ -62,6 +63,8 @@ class Trainer:
         self.cfg = config["train"]
         if self.cfg["deterministic"]:
             make_deterministic()
+        kwargs = {k: v for k, v in config["model"]["kwargs"].items() if k != "num_classes"}
+        check_model_kwargs(config["model"]["name"], kwargs)  # before the data: a typo fails at once
         self.info = info or init_distributed(self.cfg["device"])
         self.output = Path(config["output"])
         if self.cfg["threads"]:
@@ -178,7 +181,7 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at ``path`` stopped (mid-epoch too)."""
         payload = read_checkpoint(path)
-        if payload.get("kind") != "train":
+        if payload.get("kind") != "train" or payload.get("format") != FORMAT:
             raise CheckpointError(
                 f"{path} is not a bnext training checkpoint (no optimizer / epoch state): "
                 "start a new run, or load it as weights with create_model(..., checkpoint=...)"
@@ -190,11 +193,23 @@ class Trainer:
                 f"{self.config['model']['name']!r}: use the same model to resume"
             )
         check_compatible(self.model, payload["model"], str(path))
+        problem = resume_problem(payload, self.optimizer)
+        ema = payload.get("ema") if self.ema is not None else None
+        if ema is not None and not (isinstance(ema, dict) and all(isinstance(v, torch.Tensor) for v in ema.values())):
+            problem = f"its EMA weights are {describe(ema)}, not a dict of tensors"
+        if problem:
+            raise CheckpointError(
+                f"{path} cannot be resumed: {problem}. The file is damaged or was not written by bnext train: "
+                "resume from another checkpoint of the run (e.g. best.pt), or start afresh without --resume"
+            )
+        if ema is not None:
+            check_compatible(self.ema.model, ema, f"{path} (its EMA weights)")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        if self.ema is not None and "ema" in payload:
-            self.ema.model.load_state_dict(payload["ema"])
+        if payload["scaler"]:  # empty when it was saved with the scaler off (no fp16): keep a fresh one
+            self.scaler.load_state_dict(payload["scaler"])
+        if ema is not None:
+            self.ema.model.load_state_dict(ema)
         if hasattr(self.criterion, "load_state_dict"):
             self.criterion.load_state_dict(payload.get("criterion", {}))
         restore_rng(payload["rng"])
