@@ -13,7 +13,7 @@ BUILD := build
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint install system system-test runtime-test runtime-test-aarch64 fuzz bench
+.PHONY: demo test lint install system system-test runtime-test runtime-test-aarch64 fuzz bench format-check
 
 $(STAMP): pyproject.toml requirements.lock $(RUNTIME_SOURCES) | system
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -43,7 +43,7 @@ system:
 	$(call apt_install,dataset-fashion-mnist:$(FMNIST) g++:/usr/bin/g++ cmake:/usr/bin/cmake ninja-build:/usr/bin/ninja)
 
 system-test: system
-	$(call apt_install,libsimde-dev:/usr/include/simde/x86/avx512.h clang:/usr/bin/clang++ libclang-rt-dev:/usr/share/doc/libclang-rt-dev g++-aarch64-linux-gnu:/usr/bin/aarch64-linux-gnu-g++ qemu-user:/usr/bin/qemu-aarch64)
+	$(call apt_install,libsimde-dev:/usr/include/simde/x86/avx512.h clang:/usr/bin/clang++ libclang-rt-dev:/usr/share/doc/libclang-rt-dev g++-aarch64-linux-gnu:/usr/bin/aarch64-linux-gnu-g++ qemu-user:/usr/bin/qemu-aarch64 clang-format:/usr/bin/clang-format)
 
 demo: $(STAMP)
 	$(PY) -m bnext.demo
@@ -73,7 +73,16 @@ test: $(STAMP) runtime-test runtime-test-aarch64 fuzz
 	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' \
 	  || echo "note: the bench extra (openvino, onnxruntime) is not installed; its tests skip"
 	$(PY) -m ruff check src tests benchmarks runtime/python
+	@$(MAKE) --no-print-directory format-check
 	$(PY) -m pytest -q
+
+# The C++ style (runtime/.clang-format), checked with the clang-format it was written with (Debian's 14): another
+# version may lay code out differently, so it is skipped there with a note.
+CXX_SOURCES = $(shell git ls-files 'runtime/*.cpp' 'runtime/*.h' 'runtime/*.c' 'benchmarks/*.cpp' 'benchmarks/*.h')
+format-check:
+	@if clang-format --version 2>/dev/null | grep -q 'version 14\.'; then \
+	  clang-format --dry-run --Werror $(CXX_SOURCES) && echo "clang-format: $(words $(CXX_SOURCES)) C++ files in style"; \
+	else echo "note: clang-format 14 absent: the C++ style check is skipped"; fi
 
 # Benchmarks, run on purpose: they rewrite the tracked files under benchmarks/results/.
 bench: $(STAMP)

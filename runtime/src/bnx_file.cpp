@@ -25,8 +25,8 @@ constexpr uint64_t kAlign = 64;
 constexpr std::size_t kMaxTensors = 1000000;
 constexpr std::size_t kMaxNameBytes = 256;
 constexpr std::size_t kMaxRank = 8;
-constexpr double kMaxDim = 1099511627776.0;          // 2^40
-constexpr double kMaxWhole = 9007199254740992.0;     // 2^53: every whole double up to it is exact
+constexpr double kMaxDim = 1099511627776.0;            // 2^40
+constexpr double kMaxWhole = 9007199254740992.0;       // 2^53: every whole double up to it is exact
 constexpr uint64_t kMaxFileBytes = uint64_t{1} << 31;  // 2 GiB
 
 // Little-endian fields, byte by byte (any host byte order, no unaligned loads).
@@ -136,8 +136,10 @@ std::unique_ptr<BnxFile> parse_bnx(std::vector<uint8_t> bytes, const std::string
     throw Error(source + " is damaged (format version 0, which no bnext writes); " + export_again(source));
   }
   if (version == 1) {
-    throw Error(source + " was written by bnext < 0.2 (format v1); this runtime reads format v2, which describes its "
-                "own graph: re-export it with `bnext export CHECKPOINT --output " + output_name(source) + "`");
+    throw Error(source +
+                " was written by bnext < 0.2 (format v1); this runtime reads format v2, which describes its "
+                "own graph: re-export it with `bnext export CHECKPOINT --output " +
+                output_name(source) + "`");
   }
   if (version > kBnxVersion) {
     throw Error(source + " has format version " + std::to_string(version) + ", written by a newer bnext; this " +
@@ -319,8 +321,8 @@ std::unique_ptr<BnxFile> read_bnx(const std::string& path) {
   const bool too_big = have > kMaxFileBytes;
   bytes.resize(have);
   handle.reset();
-  if (failed) throw Error("cannot read packed model " + path + " (read error after " + std::to_string(bytes.size()) +
-                          " bytes)");
+  if (failed)
+    throw Error("cannot read packed model " + path + " (read error after " + std::to_string(bytes.size()) + " bytes)");
   if (too_big) throw Error("packed model " + path + " is over 2 GiB; bnext-runtime reads .bnx files of at most 2 GiB");
   return parse_bnx(std::move(bytes), path);
 }

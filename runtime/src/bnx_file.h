@@ -28,16 +28,16 @@ enum class DType { kFloat32, kUInt8 };  // "<f4", "|u1" in the header
 struct TensorView {
   std::string name;
   DType dtype = DType::kFloat32;
-  std::vector<int64_t> shape;  // each >= 0; product * item size == nbytes (checked)
+  std::vector<int64_t> shape;     // each >= 0; product * item size == nbytes (checked)
   const uint8_t* data = nullptr;  // into BnxFile::bytes; nbytes readable; NOT aligned for float: memcpy out
   std::size_t nbytes = 0;
   int64_t numel() const;
 };
 
 struct BnxFile {
-  std::vector<uint8_t> bytes;             // the whole file, owned (TensorView::data points into it)
+  std::vector<uint8_t> bytes;  // the whole file, owned (TensorView::data points into it)
   uint32_t version = 0;
-  json::Value header;                     // the header object, with "tensors" still in it
+  json::Value header;  // the header object, with "tensors" still in it
   std::map<std::string, TensorView> tensors;
 };
 

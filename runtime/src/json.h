@@ -55,10 +55,10 @@ class Value {
 };
 
 struct Limits {
-  int max_depth = 64;                 // nested arrays / objects
-  std::size_t max_string = 1 << 20;   // bytes in one string
-  std::size_t max_items = 1 << 20;    // members of one array or object
-  std::size_t max_values = 1 << 24;   // values in the whole text (each costs ~100 bytes of memory)
+  int max_depth = 64;                // nested arrays / objects
+  std::size_t max_string = 1 << 20;  // bytes in one string
+  std::size_t max_items = 1 << 20;   // members of one array or object
+  std::size_t max_values = 1 << 24;  // values in the whole text (each costs ~100 bytes of memory)
 };
 
 // Parses the whole of `text` (whitespace around the value allowed, nothing else). Throws Error with the

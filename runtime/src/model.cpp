@@ -82,7 +82,8 @@ void Model::parse_graph(const json::Value& graph) {
   height_ = whole(*input, "height", 1, 16384, "graph.input");
   width_ = whole(*input, "width", 1, 16384, "graph.input");
   multiple_ = whole(*input, "multiple", 1, 4096, "graph.input");
-  require(height_ % multiple_ == 0 && width_ % multiple_ == 0, "graph.input: the size is not a multiple of \"multiple\"");
+  require(height_ % multiple_ == 0 && width_ % multiple_ == 0,
+          "graph.input: the size is not a multiple of \"multiple\"");
   classes_ = whole(graph, "classes", 1, 1 << 24, "graph");
   const json::Value* ops = graph.find("ops");
   require(ops != nullptr && ops->is_array() && !ops->array().empty() && ops->array().size() <= 100000,
@@ -145,8 +146,8 @@ void Model::check_input(int64_t n, int64_t c, int64_t h, int64_t w) const {
   const int64_t suggestion = std::max<int64_t>(multiple_, (w + multiple_ / 2) / multiple_ * multiple_);
   require(h >= 1 && w >= 1 && h <= 16384 && w <= 16384 && h % multiple_ == 0 && w % multiple_ == 0,
           "the model needs image height and width that are positive multiples of " + std::to_string(multiple_) +
-              " (its total stride), got " + std::to_string(h) + "x" + std::to_string(w) + ": resize the images (e.g. to " +
-              std::to_string(suggestion) + "x" + std::to_string(suggestion) + ")");
+              " (its total stride), got " + std::to_string(h) + "x" + std::to_string(w) +
+              ": resize the images (e.g. to " + std::to_string(suggestion) + "x" + std::to_string(suggestion) + ")");
 }
 
 const Model::Plan& Model::plan_for(int64_t n, int64_t h, int64_t w) {

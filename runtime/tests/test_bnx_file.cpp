@@ -77,12 +77,11 @@ struct ValidModel {
 
 ValidModel valid_model() {
   ValidModel m;
-  m.header =
-      "{\"format\": \"bnext\", \"model\": {\"name\": \"tiny\", \"classes\": 10}, \"tensors\": [" +
-      entry("w", "<f4", "[2, 3]", "0", "24") + ", " + entry("codes", "|u1", "[5]", "64", "5") + ", " +
-      entry("empty", "<f4", "[0, 4]", "128", "0") + ", " +
-      "{\"name\": \"scale\", \"kind\": \"fp32\", \"dtype\": \"<f4\", \"shape\": [], \"offset\": 128.0, "
-      "\"nbytes\": 4e0, \"meta\": {\"x\": [1, 2]}}]}";
+  m.header = "{\"format\": \"bnext\", \"model\": {\"name\": \"tiny\", \"classes\": 10}, \"tensors\": [" +
+             entry("w", "<f4", "[2, 3]", "0", "24") + ", " + entry("codes", "|u1", "[5]", "64", "5") + ", " +
+             entry("empty", "<f4", "[0, 4]", "128", "0") + ", " +
+             "{\"name\": \"scale\", \"kind\": \"fp32\", \"dtype\": \"<f4\", \"shape\": [], \"offset\": 128.0, "
+             "\"nbytes\": 4e0, \"meta\": {\"x\": [1, 2]}}]}";
   m.payload.assign(132, 0);
   const float w[6] = {1.5f, -2.0f, 0.25f, 3.0f, -0.5f, 7.0f};
   std::memcpy(m.payload.data(), w, sizeof(w));  // host order: the test reads it back the same way
@@ -229,8 +228,7 @@ TEST(bnx_versions) {
   CHECK_THROWS(parse_bnx(container(m.header, m.payload, 1), "old.bnx"),
                "old.bnx was written by bnext < 0.2 (format v1)");
   CHECK_THROWS(parse_bnx(container(m.header, m.payload, 1), "old.bnx"), "describes its own graph");
-  CHECK_THROWS(parse_bnx(container(m.header, m.payload, 1), "old.bnx"),
-               "bnext export CHECKPOINT --output old.bnx");
+  CHECK_THROWS(parse_bnx(container(m.header, m.payload, 1), "old.bnx"), "bnext export CHECKPOINT --output old.bnx");
   CHECK_THROWS(parse_bnx(container(m.header, m.payload, 3), "new.bnx"),
                "new.bnx has format version 3, written by a newer bnext");
   CHECK_THROWS(parse_bnx(container(m.header, m.payload, 3), "new.bnx"), "upgrade bnext-runtime");
@@ -244,8 +242,9 @@ TEST(bnx_versions) {
   CHECK_THROWS(parse_bnx(file, "m.bnx"), "format version 512");
   // A v1-style table (kind/meta in each entry): as version 1 the v1 message, as version 2 the extra keys are
   // ignored.
-  const std::string v1_header = "{\"model\": \"x\", \"tensors\": [{\"name\": \"a\", \"kind\": \"fp32\", "
-                                "\"dtype\": \"<f4\", \"shape\": [1], \"offset\": 0, \"nbytes\": 4, \"meta\": {}}]}";
+  const std::string v1_header =
+      "{\"model\": \"x\", \"tensors\": [{\"name\": \"a\", \"kind\": \"fp32\", "
+      "\"dtype\": \"<f4\", \"shape\": [1], \"offset\": 0, \"nbytes\": 4, \"meta\": {}}]}";
   CHECK_THROWS(parse_bnx(container(v1_header, std::vector<uint8_t>(4), 1), "m.bnx"), "(format v1)");
   CHECK(parse_bnx(container(v1_header, std::vector<uint8_t>(4)), "m.bnx")->tensors.count("a") == 1);
 }
@@ -322,9 +321,9 @@ TEST(bnx_tensor_table_shape) {
 TEST(bnx_tensor_names) {
   CHECK_THROWS(parse_bnx(one_entry("{\"dtype\": \"|u1\", \"shape\": [1], \"offset\": 0, \"nbytes\": 1}"), "m.bnx"),
                "tensors[0] has no \"name\"");
-  CHECK_THROWS(parse_bnx(one_entry("{\"name\": 7, \"dtype\": \"|u1\", \"shape\": [1], \"offset\": 0, \"nbytes\": 1}"),
-                         "m.bnx"),
-               "tensors[0] \"name\" is a number, not a string");
+  CHECK_THROWS(
+      parse_bnx(one_entry("{\"name\": 7, \"dtype\": \"|u1\", \"shape\": [1], \"offset\": 0, \"nbytes\": 1}"), "m.bnx"),
+      "tensors[0] \"name\" is a number, not a string");
   CHECK_THROWS(parse_bnx(one_entry(entry("", "|u1", "[1]", "0", "1")), "m.bnx"), "tensors[0] has an empty name");
   CHECK_THROWS(parse_bnx(one_entry(entry(std::string(257, 'n'), "|u1", "[1]", "0", "1")), "m.bnx"),
                "tensors[0] has a name of 257 bytes; at most 256");
@@ -341,9 +340,9 @@ TEST(bnx_tensor_dtypes) {
   }
   CHECK_THROWS(parse_bnx(one_entry("{\"name\": \"a\", \"shape\": [1], \"offset\": 0, \"nbytes\": 1}"), "m.bnx"),
                "tensor \"a\" has no \"dtype\"");
-  CHECK_THROWS(parse_bnx(one_entry("{\"name\": \"a\", \"dtype\": 4, \"shape\": [1], \"offset\": 0, \"nbytes\": 1}"),
-                         "m.bnx"),
-               "tensor \"a\" \"dtype\" is a number, not a string");
+  CHECK_THROWS(
+      parse_bnx(one_entry("{\"name\": \"a\", \"dtype\": 4, \"shape\": [1], \"offset\": 0, \"nbytes\": 1}"), "m.bnx"),
+      "tensor \"a\" \"dtype\" is a number, not a string");
 }
 
 TEST(bnx_tensor_shapes) {
@@ -374,9 +373,9 @@ TEST(bnx_tensor_shapes) {
                "which is more than 2^64 bytes");
   CHECK_THROWS(parse_bnx(one_entry(entry("a", "<f4", "[4294967296, 1073741824]", "0", "0")), "m.bnx"),
                "more than 2^64");  // 2^62 items * 4 bytes = 2^64 exactly
-  CHECK_THROWS(parse_bnx(one_entry(entry("a", "<f4", "[1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024]", "0", "0")),
-                         "m.bnx"),
-               "more than 2^64");
+  CHECK_THROWS(
+      parse_bnx(one_entry(entry("a", "<f4", "[1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024]", "0", "0")), "m.bnx"),
+      "more than 2^64");
   CHECK_THROWS(parse_bnx(one_entry(entry("a", "<f4", "[1073741824, 4]", "0", "0")), "m.bnx"),
                "which is 17179869184 bytes");
 }
@@ -449,9 +448,7 @@ TEST(bnx_read_file) {
 TEST(bnx_read_file_over_2gib) {
   // A sparse file of 2 GiB + 1 byte: refused from its size, before any of it is read.
   const std::string path = temp_path("huge.bnx");
-  {
-    std::ofstream out(path, std::ios::binary);
-  }
+  { std::ofstream out(path, std::ios::binary); }
   std::error_code ec;
   std::filesystem::resize_file(path, (uint64_t{1} << 31) + 1, ec);
   if (!ec) CHECK_THROWS(bnext::read_bnx(path), "is 2147483649 bytes; bnext-runtime reads .bnx files of at most 2 GiB");

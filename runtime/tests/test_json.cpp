@@ -22,8 +22,8 @@ TEST(json_literals_and_whitespace) {
   CHECK_THROWS(parse("-Infinity"), "expected a digit");
   CHECK_THROWS(parse(""), "end of the text");
   CHECK_THROWS(parse("   "), "byte 3");
-  CHECK_THROWS(parse("\xef\xbb\xbfnull"), "byte 0xef");   // no byte-order mark
-  CHECK_THROWS(parse("\vnull"), "byte 0x0b");             // only the four JSON whitespace characters
+  CHECK_THROWS(parse("\xef\xbb\xbfnull"), "byte 0xef");  // no byte-order mark
+  CHECK_THROWS(parse("\vnull"), "byte 0x0b");            // only the four JSON whitespace characters
   CHECK_THROWS(parse("null null"), "unexpected text after the JSON value");
   CHECK_THROWS(parse("truex"), "byte 4");
   CHECK_THROWS(parse(std::string("null\0", 5)), "byte 4");
@@ -79,8 +79,8 @@ TEST(json_strings_and_escapes) {
   CHECK(parse(R"("a\"b\\c\/d\b\f\n\r\t")").string() == "a\"b\\c/d\b\f\n\r\t");
   CHECK(parse(R"("\u0041\u00e9\u20AC")").string() == "A\xc3\xa9\xe2\x82\xac");
   CHECK(parse(R"("\u0000")").string() == std::string("\0", 1));
-  CHECK(parse(R"("\ud83d\ude00")").string() == "\xf0\x9f\x98\x80");   // U+1F600, a surrogate pair
-  CHECK(parse(R"("\uDBFF\uDFFF")").string() == "\xf4\x8f\xbf\xbf");   // U+10FFFF
+  CHECK(parse(R"("\ud83d\ude00")").string() == "\xf0\x9f\x98\x80");      // U+1F600, a surrogate pair
+  CHECK(parse(R"("\uDBFF\uDFFF")").string() == "\xf4\x8f\xbf\xbf");      // U+10FFFF
   const std::string raw = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80";  // raw UTF-8 passes through
   CHECK(parse("\"" + raw + "\"").string() == raw);
   CHECK_THROWS(parse(R"("\ud83d")"), "high surrogate not followed");
@@ -99,39 +99,43 @@ TEST(json_strings_and_escapes) {
   CHECK_THROWS(parse("\"a\nb\""), "control character byte 0x0a");
   CHECK_THROWS(parse("\"a\tb\""), "control character");
   CHECK_THROWS(parse(std::string("\"a\0b\"", 5)), "control character byte 0x00");
-  CHECK(parse("\"a\x7f" "b\"").string() == "a\x7f" "b");  // DEL is not a control character in JSON
+  CHECK(parse("\"a\x7f"
+              "b\"")
+            .string() ==
+        "a\x7f"
+        "b");  // DEL is not a control character in JSON
 }
 
 TEST(json_raw_utf8_is_checked) {
   const char* bad[] = {
-      "\"\x80\"",                  // a stray continuation byte
-      "\"\xc3\"",                  // truncated two-byte sequence
-      "\"\xc3x\"",                 // continuation missing
-      "\"\xc0\xaf\"",              // overlong '/'
-      "\"\xc1\xbf\"",              // overlong
-      "\"\xe0\x80\xaf\"",          // overlong three-byte
-      "\"\xe0\x9f\xbf\"",          // overlong three-byte (U+07FF)
-      "\"\xed\xa0\x80\"",          // an encoded surrogate U+D800
-      "\"\xed\xbf\xbf\"",          // an encoded surrogate U+DFFF
-      "\"\xf0\x80\x80\xaf\"",      // overlong four-byte
-      "\"\xf0\x8f\xbf\xbf\"",      // overlong four-byte (U+FFFF)
-      "\"\xf4\x90\x80\x80\"",      // above U+10FFFF
-      "\"\xf5\x80\x80\x80\"",      // lead byte never valid
+      "\"\x80\"",              // a stray continuation byte
+      "\"\xc3\"",              // truncated two-byte sequence
+      "\"\xc3x\"",             // continuation missing
+      "\"\xc0\xaf\"",          // overlong '/'
+      "\"\xc1\xbf\"",          // overlong
+      "\"\xe0\x80\xaf\"",      // overlong three-byte
+      "\"\xe0\x9f\xbf\"",      // overlong three-byte (U+07FF)
+      "\"\xed\xa0\x80\"",      // an encoded surrogate U+D800
+      "\"\xed\xbf\xbf\"",      // an encoded surrogate U+DFFF
+      "\"\xf0\x80\x80\xaf\"",  // overlong four-byte
+      "\"\xf0\x8f\xbf\xbf\"",  // overlong four-byte (U+FFFF)
+      "\"\xf4\x90\x80\x80\"",  // above U+10FFFF
+      "\"\xf5\x80\x80\x80\"",  // lead byte never valid
       "\"\xff\"",
       "\"\xfe\"",
-      "\"\xe2\x82\"",              // truncated three-byte
-      "\"\xf0\x9f\x98\"",          // truncated four-byte
+      "\"\xe2\x82\"",      // truncated three-byte
+      "\"\xf0\x9f\x98\"",  // truncated four-byte
   };
   for (const char* text : bad) CHECK_THROWS(parse(text), "invalid UTF-8 in a string");
-  CHECK_THROWS(parse("\"\xe2\x82"), "invalid UTF-8");   // truncated at the very end of the text
+  CHECK_THROWS(parse("\"\xe2\x82"), "invalid UTF-8");  // truncated at the very end of the text
   CHECK_THROWS(parse("[\xc3\xa9]"), "expected a value, found byte 0xc3");
   // The edges that are valid.
   CHECK(parse("\"\xc2\x80\"").string() == "\xc2\x80");
   CHECK(parse("\"\xdf\xbf\"").string() == "\xdf\xbf");
   CHECK(parse("\"\xe0\xa0\x80\"").string() == "\xe0\xa0\x80");
-  CHECK(parse("\"\xed\x9f\xbf\"").string() == "\xed\x9f\xbf");        // U+D7FF
-  CHECK(parse("\"\xee\x80\x80\"").string() == "\xee\x80\x80");        // U+E000
-  CHECK(parse("\"\xef\xbf\xbf\"").string() == "\xef\xbf\xbf");        // U+FFFF
+  CHECK(parse("\"\xed\x9f\xbf\"").string() == "\xed\x9f\xbf");          // U+D7FF
+  CHECK(parse("\"\xee\x80\x80\"").string() == "\xee\x80\x80");          // U+E000
+  CHECK(parse("\"\xef\xbf\xbf\"").string() == "\xef\xbf\xbf");          // U+FFFF
   CHECK(parse("\"\xf0\x90\x80\x80\"").string() == "\xf0\x90\x80\x80");  // U+10000
   CHECK(parse("\"\xf4\x8f\xbf\xbf\"").string() == "\xf4\x8f\xbf\xbf");  // U+10FFFF
 }

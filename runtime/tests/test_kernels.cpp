@@ -93,12 +93,24 @@ std::vector<int64_t> reference_dots(const Case& c, const Layer& layer, int64_t o
 
 std::vector<Case> exact_cases() {
   std::vector<Case> cases = {
-      {1, 1, 1, 1, 0, 1, 1, 1},       {3, 7, 3, 1, 1, 5, 7, 1},     {31, 32, 3, 2, 1, 9, 9, 3},
-      {32, 33, 3, 1, 1, 9, 9, 1},     {33, 70, 1, 1, 0, 5, 7, 3},   {63, 7, 1, 2, 0, 9, 9, 1},
-      {64, 32, 3, 1, 0, 5, 7, 3},     {65, 33, 3, 2, 1, 5, 7, 1},   {100, 70, 1, 1, 0, 9, 9, 1},
-      {130, 1, 3, 1, 1, 5, 7, 1},     {257, 33, 1, 1, 0, 5, 7, 3},  {257, 7, 3, 2, 1, 5, 7, 1},
-      {16, 33, 5, 1, 2, 9, 9, 1},     {3, 32, 7, 2, 3, 9, 9, 1},    {32, 7, 3, 1, 0, 3, 3, 1},
-      {64, 33, 3, 1, 1, 1, 1, 3},     {32, 70, 1, 2, 0, 9, 9, 1},   {257, 1001, 3, 2, 1, 5, 5, 1},
+      {1, 1, 1, 1, 0, 1, 1, 1},
+      {3, 7, 3, 1, 1, 5, 7, 1},
+      {31, 32, 3, 2, 1, 9, 9, 3},
+      {32, 33, 3, 1, 1, 9, 9, 1},
+      {33, 70, 1, 1, 0, 5, 7, 3},
+      {63, 7, 1, 2, 0, 9, 9, 1},
+      {64, 32, 3, 1, 0, 5, 7, 3},
+      {65, 33, 3, 2, 1, 5, 7, 1},
+      {100, 70, 1, 1, 0, 9, 9, 1},
+      {130, 1, 3, 1, 1, 5, 7, 1},
+      {257, 33, 1, 1, 0, 5, 7, 3},
+      {257, 7, 3, 2, 1, 5, 7, 1},
+      {16, 33, 5, 1, 2, 9, 9, 1},
+      {3, 32, 7, 2, 3, 9, 9, 1},
+      {32, 7, 3, 1, 0, 3, 3, 1},
+      {64, 33, 3, 1, 1, 1, 1, 3},
+      {32, 70, 1, 2, 0, 9, 9, 1},
+      {257, 1001, 3, 2, 1, 5, 5, 1},
       {200, 33, 1, 1, 0, 5, 7, 1},
       // Weights over kRowRunWeightBytes: not run by rows, A split into nibble planes per call on AVX2.
       {2100, 1001, 1, 1, 0, 2, 3, 1},
@@ -106,8 +118,12 @@ std::vector<Case> exact_cases() {
       // 1x1 convs of kw = 1..4 words (compile-time k steps on the AVX-512 paths), last panels of exactly 16
       // channels (the AVX-512 half-panel blocks) and of 17..31, 3x3 convs of kw = 5, 14, 41 (k in blocks of
       // kByteSteps on the byte-count paths).
-      {64, 48, 1, 1, 0, 13, 11, 2},   {128, 80, 1, 1, 0, 17, 9, 1},  {160, 16, 1, 1, 0, 11, 13, 1},
-      {256, 57, 1, 1, 0, 9, 15, 1},   {32, 48, 3, 1, 1, 19, 17, 1},  {96, 64, 3, 2, 1, 23, 21, 1},
+      {64, 48, 1, 1, 0, 13, 11, 2},
+      {128, 80, 1, 1, 0, 17, 9, 1},
+      {160, 16, 1, 1, 0, 11, 13, 1},
+      {256, 57, 1, 1, 0, 9, 15, 1},
+      {32, 48, 3, 1, 1, 19, 17, 1},
+      {96, 64, 3, 2, 1, 23, 21, 1},
       {257, 40, 3, 1, 1, 9, 11, 1},
   };
   // Random shapes from the same lists (a fixed seed: the same cases every run).
@@ -241,8 +257,8 @@ TEST(kernel_binary_conv_unit_slope) {
   for (int64_t o = 0; o < c.out_channels; ++o) scale[o] = uniform(rng), shift[o] = uniform(rng);
   for (KernelPath path : bnext::supported_kernel_paths()) {
     const std::string where = bnext::kernel_path_name(path);
-    const BinaryConv plain(layer.spec, layer.bits.data(), layer.input_shift.data(), scale.data(), shift.data(),
-                           nullptr, path);
+    const BinaryConv plain(layer.spec, layer.bits.data(), layer.input_shift.data(), scale.data(), shift.data(), nullptr,
+                           path);
     const BinaryConv unit(layer.spec, layer.bits.data(), layer.input_shift.data(), scale.data(), shift.data(),
                           ones.data(), path);
     CHECK_MSG(run_both(plain, c, layer, scratch, where) == run_both(unit, c, layer, scratch, where), where);
@@ -289,10 +305,9 @@ TEST(kernel_binary_conv_errors) {
   CHECK_THROWS(make(32, 32, 0, 1, 0), "kernel size");
   CHECK_THROWS(make(32, 32, 16, 1, 0), "kernel size");
   CHECK_THROWS(make(1 << 24, 32, 7, 1, 0), "channels x kernel taps");
-  CHECK_THROWS(
-      BinaryConv(BinaryConvSpec{32, 32, 3, 3, 1, 1}, bits.data(), ones.data(), ones.data(), ones.data(), nullptr,
-                 static_cast<KernelPath>(99)),
-      "cannot run");
+  CHECK_THROWS(BinaryConv(BinaryConvSpec{32, 32, 3, 3, 1, 1}, bits.data(), ones.data(), ones.data(), ones.data(),
+                          nullptr, static_cast<KernelPath>(99)),
+               "cannot run");
 
   const BinaryConv conv = make(32, 32, 3, 2, 0);
   CHECK(conv.out_height(3) == 1 && conv.out_width(8) == 3);

@@ -62,8 +62,9 @@ double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
 std::vector<fs::path> model_cases() {
   const char* root = std::getenv("BNEXT_MODEL_CASES");
   if (root == nullptr || !fs::is_directory(root)) {
-    std::fprintf(stderr, "  note: BNEXT_MODEL_CASES is not a folder: the model cases are skipped "
-                         "(make them with runtime/tests/make_model_cases.py)\n");
+    std::fprintf(stderr,
+                 "  note: BNEXT_MODEL_CASES is not a folder: the model cases are skipped "
+                 "(make them with runtime/tests/make_model_cases.py)\n");
     return {};
   }
   std::vector<fs::path> cases;
@@ -84,14 +85,15 @@ TEST(packed_edges_change_nothing) {
       const int64_t c = model.in_channels(), h = model.height(), w = model.width(), classes = model.classes();
       for (const int64_t n : {3, 1, 3}) {
         std::vector<float> images(n * c * h * w);
-        for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        for (size_t i = 0; i < images.size(); ++i)
+          images[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
         std::vector<float> fused(n * classes), plain(n * classes);
         model.set_packed_edges(true);
         model.run(images.data(), n, c, h, w, fused.data());
         model.set_packed_edges(false);
         model.run(images.data(), n, c, h, w, plain.data());
-        CHECK_MSG(fused == plain, folder.filename().string() << " (" << path << ", batch " << n
-                                                             << "): packed edges changed the logits");
+        CHECK_MSG(fused == plain, folder.filename().string()
+                                      << " (" << path << ", batch " << n << "): packed edges changed the logits");
       }
     }
   }

@@ -29,11 +29,11 @@
 namespace bnext::kernels::neon {
 namespace {
 
-constexpr int kTileRows = 4;                   // A rows of the register tile
-constexpr int kTileVectors = 4;                // weight vectors of the register tile, 2 channels each
-constexpr int kGroup = 2 * kTileVectors;       // output channels of the register tile (8)
-constexpr int kGroups = kPanel / kGroup;       // channel groups per weight panel (4)
-constexpr int64_t kRowsNeon = 4 * kTileRows;   // rows per tile call: one run of rows (see tile_neon)
+constexpr int kTileRows = 4;                  // A rows of the register tile
+constexpr int kTileVectors = 4;               // weight vectors of the register tile, 2 channels each
+constexpr int kGroup = 2 * kTileVectors;      // output channels of the register tile (8)
+constexpr int kGroups = kPanel / kGroup;      // channel groups per weight panel (4)
+constexpr int64_t kRowsNeon = 4 * kTileRows;  // rows per tile call: one run of rows (see tile_neon)
 static_assert(kGroup == 8 && kPanel % kGroup == 0 && kRowsNeon % kTileRows == 0,
               "the register tile (8 channels, finished by finish8) must divide the panel and the call's rows");
 
@@ -143,7 +143,7 @@ inline void count_bytes(const uint64_t* a, int64_t kw, const uint64_t* b, int64_
 inline void reduce_block(const uint8x16_t (&acc)[kTileRows][kTileVectors], int64_t kw,
                          uint32x4_t (&counts)[kTileRows][kTileVectors / 2]) {
   static_assert(kTileRows % 2 == 0 && kTileVectors == 4, "the reduction is written for 8 channels and row pairs");
-  uint8x16_t halves[kTileRows];   // kw <= 7: [c0 c0 c1 c1 .. c7 c7], two bytes per channel
+  uint8x16_t halves[kTileRows];    // kw <= 7: [c0 c0 c1 c1 .. c7 c7], two bytes per channel
   uint16x8_t channels[kTileRows];  // [c0 .. c7]
   if (kw <= 7) {
 #pragma GCC unroll 8
@@ -272,8 +272,7 @@ void group_rows(const Gemm g, const uint64_t* b, int64_t o, int64_t m_begin, int
 }
 
 template <bool kPrelu>
-void group_rows_any(const Gemm& g, const uint64_t* b, int64_t o, int64_t m_begin, int64_t m_end,
-                    const uint64_t* rows) {
+void group_rows_any(const Gemm& g, const uint64_t* b, int64_t o, int64_t m_begin, int64_t m_end, const uint64_t* rows) {
   switch (g.kw) {
     case 1: group_rows<1, kPrelu>(g, b, o, m_begin, m_end, rows); break;
     case 2: group_rows<2, kPrelu>(g, b, o, m_begin, m_end, rows); break;
@@ -306,7 +305,7 @@ void tile_neon(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end, con
 namespace bnext::kernels {
 
 const PathKernels& neon_kernels() {
-  static const PathKernels kernels{neon::pack_pixels_neon, neon::tile_neon, neon::kRowsNeon,
+  static const PathKernels kernels{neon::pack_pixels_neon,  neon::tile_neon,       neon::kRowsNeon,
                                    /*nibble_planes=*/false, /*runs_by_rows=*/true, /*layout_weights=*/nullptr};
   return kernels;
 }

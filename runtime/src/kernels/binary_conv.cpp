@@ -154,11 +154,11 @@ struct BinaryConv::Impl {
   bool direct;   // 1x1, stride 1, no padding: the packed pixels are the A rows
   bool by_rows;  // the path runs by rows and the weights fit kRowRunWeightBytes
   int32_t k_bits;
-  std::vector<uint64_t> weights;       // the panels in the path's layout
-  std::vector<int32_t> border_sums;    // [padded][taps]: sum over channels of each tap's +-1 weights
-  std::vector<float> input_shift;      // [channels]
-  std::vector<float> scale, shift;     // [padded]
-  std::vector<float> slope;            // [padded], or empty: no PReLU
+  std::vector<uint64_t> weights;     // the panels in the path's layout
+  std::vector<int32_t> border_sums;  // [padded][taps]: sum over channels of each tap's +-1 weights
+  std::vector<float> input_shift;    // [channels]
+  std::vector<float> scale, shift;   // [padded]
+  std::vector<float> slope;          // [padded], or empty: no PReLU
 };
 
 BinaryConv::BinaryConv(const BinaryConvSpec& spec, const uint8_t* bits, const float* input_shift, const float* scale,
@@ -311,8 +311,8 @@ void run_gemm_by_rows(const Gemm& g, const PathKernels& path, const uint64_t* a,
 }  // namespace
 
 // The checks of run() and run_packed(): the batch fits, the buffers are given; the output side.
-void BinaryConv::check_run(int64_t n, int64_t h, int64_t w, const void* in, const float* out, const ConvScratch& scratch,
-                           int threads) const {
+void BinaryConv::check_run(int64_t n, int64_t h, int64_t w, const void* in, const float* out,
+                           const ConvScratch& scratch, int threads) const {
   const BinaryConvSpec& spec = impl_->spec;
   if (n < 0) throw Error(describe(spec) + ": negative batch size " + std::to_string(n));
   if (threads < 1) throw Error(describe(spec) + ": threads must be at least 1");

@@ -50,12 +50,12 @@ struct Gemm {
   // j of a panel in entry j; on nibble-plane paths [panels][kw][2][kPanel]: the low nibbles of each byte
   // (word & 0x0f..0f), then the high ones ((word >> 4) & 0x0f..0f), channels in the path's own order.
   const uint64_t* b;
-  int64_t m_rows;           // rows of A (output pixels of the whole batch)
-  int64_t kw;               // 64-bit words per row of A and per k column of B
-  int64_t out_channels;     // real output channels (the output's row length)
-  int64_t padded_channels;  // out_channels rounded up to kPanel: the length of every per-channel array
-  float* out;               // [m_rows][out_channels]
-  int32_t k_bits;           // K = C * kh * kw
+  int64_t m_rows;              // rows of A (output pixels of the whole batch)
+  int64_t kw;                  // 64-bit words per row of A and per k column of B
+  int64_t out_channels;        // real output channels (the output's row length)
+  int64_t padded_channels;     // out_channels rounded up to kPanel: the length of every per-channel array
+  float* out;                  // [m_rows][out_channels]
+  int32_t k_bits;              // K = C * kh * kw
   const int32_t* border;       // [patterns][padded_channels], or nullptr (no padding anywhere)
   const int32_t* row_pattern;  // [m_rows]: the row's pattern, -1 = no border term; or nullptr
   const float* scale;          // [padded_channels]

@@ -40,7 +40,7 @@ void tile_portable(const Gemm& g, int64_t panel, int64_t m_begin, int64_t m_end,
 }  // namespace
 
 const PathKernels& portable_kernels() {
-  static const PathKernels kernels{pack_pixels_portable, tile_portable, /*tile_rows=*/1,
+  static const PathKernels kernels{pack_pixels_portable,    tile_portable,          /*tile_rows=*/1,
                                    /*nibble_planes=*/false, /*runs_by_rows=*/false, /*layout_weights=*/nullptr};
   return kernels;
 }

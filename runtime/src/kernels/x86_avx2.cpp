@@ -139,7 +139,7 @@ inline void count_nibbles(const uint64_t* a, const uint64_t* bk, int64_t steps, 
     b1 = _mm256_add_epi8(b1, nibble_counts(table, low, high, bk + 4));
     b2 = _mm256_add_epi8(b2, nibble_counts(table, low, high, bk + 8));
     b3 = _mm256_add_epi8(b3, nibble_counts(table, low, high, bk + 12));
-#ifndef BNEXT_EMULATE_X86  // (SIMDe's vectors are not registers)
+#ifndef BNEXT_EMULATE_X86                              // (SIMDe's vectors are not registers)
     asm("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3));  // each accumulator stays in its register: no copies
 #endif
   }
@@ -164,8 +164,8 @@ BNEXT_TARGET("avx2,fma")
 void half_rows_nibbles_avx2(const Gemm gemm_copy, const uint64_t* bh, int64_t o, int64_t m_begin, int64_t m_end,
                             const uint64_t* rows) {
   const Gemm& g = gemm_copy;
-  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
-                                         2, 3, 2, 3, 3, 4);
+  const __m256i table =
+      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i zero = _mm256_setzero_si256();
   const int64_t kw = KW > 0 ? KW : g.kw;
   const Affine8 first = load_affine(g, o), second = load_affine(g, o + 8);
@@ -249,7 +249,7 @@ std::vector<uint64_t> layout_weights_avx2(const std::vector<uint64_t>& panels) {
 namespace bnext::kernels {
 
 const PathKernels& avx2_kernels() {
-  static const PathKernels kernels{x86::pack_pixels_avx2, x86::tile_avx2, x86::kRowsAvx2,
+  static const PathKernels kernels{x86::pack_pixels_avx2,  x86::tile_avx2,        x86::kRowsAvx2,
                                    /*nibble_planes=*/true, /*runs_by_rows=*/true, x86::layout_weights_avx2};
   return kernels;
 }

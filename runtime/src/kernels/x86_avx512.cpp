@@ -328,13 +328,13 @@ namespace bnext::kernels {
 
 const PathKernels& avx512_kernels() {
   static const PathKernels kernels{x86::pack_pixels_avx512, x86::tile_avx512<true>, x86::kRunAvx512,
-                                   /*nibble_planes=*/false, /*runs_by_rows=*/true, x86::layout_weights_avx512};
+                                   /*nibble_planes=*/false, /*runs_by_rows=*/true,  x86::layout_weights_avx512};
   return kernels;
 }
 
 const PathKernels& avx512bw_kernels() {
   static const PathKernels kernels{x86::pack_pixels_avx512, x86::tile_avx512<false>, x86::kRunAvx512,
-                                   /*nibble_planes=*/true, /*runs_by_rows=*/true, x86::layout_weights_avx512bw};
+                                   /*nibble_planes=*/true,  /*runs_by_rows=*/true,   x86::layout_weights_avx512bw};
   return kernels;
 }
 

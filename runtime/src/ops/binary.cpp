@@ -11,8 +11,8 @@ class BinaryConvOp : public Op {
 
   Shape infer(const std::vector<Shape>& in) const override {
     const BinaryConvSpec& spec = conv_.spec();
-    require(in[0].c == spec.channels, "binary_conv expects " + std::to_string(spec.channels) +
-                                          " input channels, got " + std::to_string(in[0].c));
+    require(in[0].c == spec.channels,
+            "binary_conv expects " + std::to_string(spec.channels) + " input channels, got " + std::to_string(in[0].c));
     return {in[0].n, conv_.out_height(in[0].h), conv_.out_width(in[0].w), spec.out_channels};
   }
 

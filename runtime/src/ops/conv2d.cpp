@@ -73,8 +73,7 @@ BNEXT_VEC_INLINE int64_t conv_vectors(const ConvArgs& a, int64_t p, int64_t p_en
   const int64_t top = oy * a.stride - a.padding, left = ox * a.stride - a.padding;
   const bool rows_inside = top >= 0 && top + a.kernel <= a.h;
   constexpr bool kPairs = V <= 4;  // 2 x V vectors of sums and V of weights fit the 16 AVX2 registers
-  if (kPairs && rows_inside && p + 1 < p_end && ox + 1 < a.out_w && left >= 0 &&
-      left + a.stride + a.kernel <= a.w) {
+  if (kPairs && rows_inside && p + 1 < p_end && ox + 1 < a.out_w && left >= 0 && left + a.stride + a.kernel <= a.w) {
     conv_block<V, kPairs ? 2 : 1, true>(a, top, left, o, out);
     return kPairs ? 2 : 1;
   }
@@ -159,9 +158,10 @@ class Conv2d : public Op {
   }
 
   Shape infer(const std::vector<Shape>& in) const override {
-    require(in[0].c == channels_, "conv2d expects " + std::to_string(channels_) + " input channels, got " +
-                                      std::to_string(in[0].c));
-    const int64_t oh = (in[0].h + 2 * padding_ - kernel_) / stride_ + 1, ow = (in[0].w + 2 * padding_ - kernel_) / stride_ + 1;
+    require(in[0].c == channels_,
+            "conv2d expects " + std::to_string(channels_) + " input channels, got " + std::to_string(in[0].c));
+    const int64_t oh = (in[0].h + 2 * padding_ - kernel_) / stride_ + 1,
+                  ow = (in[0].w + 2 * padding_ - kernel_) / stride_ + 1;
     require(in[0].h + 2 * padding_ >= kernel_ && in[0].w + 2 * padding_ >= kernel_,
             "the input is smaller than a " + std::to_string(kernel_) + "x" + std::to_string(kernel_) + " conv");
     return {in[0].n, oh, ow, dense_.out};
@@ -178,9 +178,21 @@ class Conv2d : public Op {
       });
       x = quantized_input_.data();
     }
-    ConvArgs args{nullptr, dense_.weight_t.data(), dense_.bias.data(),
-                  out_scale_.empty() ? nullptr : out_scale_.data(), out_shift_.empty() ? nullptr : out_shift_.data(),
-                  nullptr, s.h, s.w, s.c, kernel_, stride_, padding_, out.shape.w, dense_.out, out.pixel_stride};
+    ConvArgs args{nullptr,
+                  dense_.weight_t.data(),
+                  dense_.bias.data(),
+                  out_scale_.empty() ? nullptr : out_scale_.data(),
+                  out_shift_.empty() ? nullptr : out_shift_.data(),
+                  nullptr,
+                  s.h,
+                  s.w,
+                  s.c,
+                  kernel_,
+                  stride_,
+                  padding_,
+                  out.shape.w,
+                  dense_.out,
+                  out.pixel_stride};
     parallel_for(0, out.shape.pixels(), 16, context.threads, [&](int64_t begin, int64_t end) {
       ConvArgs part = args;
       for (int64_t p = begin; p < end;) {  // one sample at a time

@@ -1,9 +1,9 @@
 #include "ops/dense.h"
 
-#include "ops/vectorize.h"
-
 #include <algorithm>
 #include <cmath>
+
+#include "ops/vectorize.h"
 
 namespace bnext {
 

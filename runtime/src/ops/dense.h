@@ -19,7 +19,7 @@ struct InputQuant {
 struct DenseWeights {
   int64_t out = 0, in = 0;
   std::vector<float> weight_t;  // [in][out]: PyTorch's [out][in] transposed, so that loops over outputs vectorize
-  std::vector<float> bias;    // [out], zeros when the layer has none
+  std::vector<float> bias;      // [out], zeros when the layer has none
   InputQuant quant;
 };
 

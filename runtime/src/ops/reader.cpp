@@ -29,7 +29,11 @@ OpReader::OpReader(const json::Value& entry, const BnxFile& file, std::string wh
 
 OpReader::OpReader(const json::Value& attrs, const json::Value* params, const BnxFile& file, std::string kind,
                    std::string where, std::string prefix)
-    : attrs_(&attrs), params_(params), file_(&file), kind_(std::move(kind)), where_(std::move(where)),
+    : attrs_(&attrs),
+      params_(params),
+      file_(&file),
+      kind_(std::move(kind)),
+      where_(std::move(where)),
       prefix_(std::move(prefix)) {}
 
 void OpReader::fail(const std::string& message) const {

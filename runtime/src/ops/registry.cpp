@@ -45,15 +45,24 @@ std::unique_ptr<Op> make_op(const OpReader& reader, const json::Value& inputs, s
     op = make_concat(reader, count);
   } else {
     take("x", true);
-    if (kind == "conv2d") op = make_conv2d(reader);
-    else if (kind == "linear") op = make_linear(reader);
-    else if (kind == "binary_conv") op = make_binary_conv(reader, path);
-    else if (kind == "prelu") op = make_prelu(reader);
-    else if (kind == "channel_affine") op = make_channel_affine(reader);
-    else if (kind == "max_pool") op = make_pool(reader, true);
-    else if (kind == "avg_pool") op = make_pool(reader, false);
-    else if (kind == "global_avg_pool") op = make_global_avg_pool(reader);
-    else reader.fail("unknown op kind \"" + kind + "\": the file needs a newer bnext-runtime");
+    if (kind == "conv2d")
+      op = make_conv2d(reader);
+    else if (kind == "linear")
+      op = make_linear(reader);
+    else if (kind == "binary_conv")
+      op = make_binary_conv(reader, path);
+    else if (kind == "prelu")
+      op = make_prelu(reader);
+    else if (kind == "channel_affine")
+      op = make_channel_affine(reader);
+    else if (kind == "max_pool")
+      op = make_pool(reader, true);
+    else if (kind == "avg_pool")
+      op = make_pool(reader, false);
+    else if (kind == "global_avg_pool")
+      op = make_global_avg_pool(reader);
+    else
+      reader.fail("unknown op kind \"" + kind + "\": the file needs a newer bnext-runtime");
   }
   for (const auto& [role, value] : inputs.object()) {
     (void)value;

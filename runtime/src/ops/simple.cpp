@@ -19,8 +19,8 @@ std::string dims(const Shape& s) {
 class PerChannel : public Op {
  public:
   Shape infer(const std::vector<Shape>& in) const override {
-    require(in[0].c == channels(), kind() + " expects " + std::to_string(channels()) + " channels, got " +
-                                       std::to_string(in[0].c));
+    require(in[0].c == channels(),
+            kind() + " expects " + std::to_string(channels()) + " channels, got " + std::to_string(in[0].c));
     return in[0];
   }
   void run(const std::vector<View>& in, const View& out, RunContext& context) const override {
@@ -48,8 +48,7 @@ BNEXT_CLONES void prelu_pixel(const float* x, const float* slope, float* out, in
 
 BNEXT_CLONES void affine_pixel(const float* x, const float* scale, const float* shift, float* out, int64_t c) {
   int64_t i = 0;
-  for (; i + 8 <= c; i += 8)
-    vec::store8(out + i, vec::load8(x + i) * vec::load8(scale + i) + vec::load8(shift + i));
+  for (; i + 8 <= c; i += 8) vec::store8(out + i, vec::load8(x + i) * vec::load8(scale + i) + vec::load8(shift + i));
   for (; i < c; ++i) out[i] = x[i] * scale[i] + shift[i];
 }
 
@@ -198,7 +197,8 @@ class GlobalAvgPool : public Op {
           const float* v = in[0].data + (sample * pixels + p) * s.c;
           for (int64_t c = 0; c < s.c; ++c) sums[c] += v[c];
         }
-        for (int64_t c = 0; c < s.c; ++c) out.data[sample * out.pixel_stride + c] = static_cast<float>(sums[c] / pixels);
+        for (int64_t c = 0; c < s.c; ++c)
+          out.data[sample * out.pixel_stride + c] = static_cast<float>(sums[c] / pixels);
       }
     });
   }
@@ -209,8 +209,8 @@ class Linear : public Op {
  public:
   explicit Linear(const OpReader& reader) : dense_(read_dense(reader)) {}
   Shape infer(const std::vector<Shape>& in) const override {
-    require(in[0].h * in[0].w * in[0].c == dense_.in, "linear expects " + std::to_string(dense_.in) +
-                                                          " features per sample, got " + dims(in[0]));
+    require(in[0].h * in[0].w * in[0].c == dense_.in,
+            "linear expects " + std::to_string(dense_.in) + " features per sample, got " + dims(in[0]));
     return {in[0].n, 1, 1, dense_.out};
   }
   void run(const std::vector<View>& in, const View& out, RunContext&) const override {

@@ -100,8 +100,7 @@ BNEXT_VEC_INLINE void add_pixels_body(const float* x, int64_t count, int64_t cha
 }
 
 // sums (channels doubles, zeroed here) = the channel sums of rows [row_begin, row_end) of one sample.
-BNEXT_CLONES void sum_rows(const SumSource& s, const float* sample, int64_t row_begin, int64_t row_end,
-                           double* sums) {
+BNEXT_CLONES void sum_rows(const SumSource& s, const float* sample, int64_t row_begin, int64_t row_end, double* sums) {
   std::fill(sums, sums + s.channels, 0.0);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const float* x = sample + row * s.row_stride;
@@ -249,8 +248,10 @@ class UnitTail : public Op {
     norm_scale_ = reader.floats("norm_scale", channels_);
     norm_shift_ = reader.floats("norm_shift", channels_);
     if (reader.has_param("act_slope")) act_slope_ = reader.floats("act_slope", channels_);
-    if (reader.has("squeeze")) read_gate(reader);
-    else if (has_gate_input) reader.fail("has a gate_input but no gate");
+    if (reader.has("squeeze"))
+      read_gate(reader);
+    else if (has_gate_input)
+      reader.fail("has a gate_input but no gate");
     if (reader.has_param("post_slope")) {
       post_.slope = reader.floats("post_slope", channels_);
       if (reader.has_param("post_shift_in")) post_.shift_in = reader.floats("post_shift_in", channels_);
@@ -260,10 +261,9 @@ class UnitTail : public Op {
 
   Shape infer(const std::vector<Shape>& in) const override {
     const Shape &y = in[0], &x = in[1];
-    require(y.c == channels_, "unit_tail expects " + std::to_string(channels_) + " channels, got " +
-                                  std::to_string(y.c));
-    const bool fits = x.n == y.n && x.c == y.c &&
-                      (pool_ ? x.h / 2 == y.h && x.w / 2 == y.w : x.h == y.h && x.w == y.w);
+    require(y.c == channels_,
+            "unit_tail expects " + std::to_string(channels_) + " channels, got " + std::to_string(y.c));
+    const bool fits = x.n == y.n && x.c == y.c && (pool_ ? x.h / 2 == y.h && x.w / 2 == y.w : x.h == y.h && x.w == y.w);
     require(fits, "unit_tail: the shortcut input does not fit the conv output (" + std::to_string(x.h) + "x" +
                       std::to_string(x.w) + " vs " + std::to_string(y.h) + "x" + std::to_string(y.w) +
                       "): the input size must be a multiple of the model's total stride");
@@ -329,7 +329,8 @@ class UnitTail : public Op {
     squeeze_ = read_dense(reader.nested("squeeze"));
     expand_ = read_dense(reader.nested("expand"));
     if (expand_.in != squeeze_.out || expand_.out != channels_) reader.fail("the gate's squeeze / expand sizes differ");
-    if (!has_gate_input_ && squeeze_.in != channels_) reader.fail("the gate's squeeze does not read the unit's channels");
+    if (!has_gate_input_ && squeeze_.in != channels_)
+      reader.fail("the gate's squeeze does not read the unit's channels");
     if (reader.has_param("mix")) {
       if (squeeze_.in != channels_) reader.fail("mix needs a gate source of the unit's channels");
       mix_ = reader.floats("mix", channels_);
