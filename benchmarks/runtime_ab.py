@@ -1,7 +1,7 @@
 """A/B of two builds of the C++ runtime on the same ``.bnx``: this working tree's ``runtime/`` against a base
-commit's, both built here (CMake, Release) and loaded side by side in one process, their calls interleaved rep
-by rep (medians), at 1 and 2 threads and batch 1 and 8, with the per-op-kind split of each and the largest
-logit difference between them. The model: bnext_tiny at 224 px with random weights and BatchNorm statistics
+commit's, both built here (CMake, Release) and loaded side by side in one process, taking turns of a few
+calls (the first untimed; medians), at 1 and 2 threads and batch 1 and 8, with the per-op-kind split of each
+and the largest logit difference between them. The model: bnext_tiny at 224 px with random weights and BatchNorm statistics
 calibrated on random images (as benchmarks/runtime_bench.py makes it).
 
     python benchmarks/runtime_ab.py --base 9ab5475
@@ -33,10 +33,10 @@ from bnext.deploy.fileformat import write_bnx
 from bnext.hardware import cpu_model, isa_summary
 
 try:
-    from benchmarks.common import add_quick_flag, native_kernel_path, write_result
+    from benchmarks.common import BLOCK, add_quick_flag, native_kernel_path, write_result
     from benchmarks.runtime_bench import calibrated_model
 except ImportError:
-    from common import add_quick_flag, native_kernel_path, write_result
+    from common import BLOCK, add_quick_flag, native_kernel_path, write_result
     from runtime_bench import calibrated_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,15 +104,19 @@ class Build:
 
 
 def interleaved(builds: dict[str, Build], images: np.ndarray, threads: int, reps: int) -> dict[str, float]:
-    """Median ms per call of each build, the builds alternating call by call (2 warm-up calls each)."""
+    """Median ms per call of each build, the builds taking turns of BLOCK calls whose first is not timed: a
+    build's threads may still be spinning when the other's turn starts (the base's OpenMP threads spin for
+    a while after each loop), and that first call pays for it."""
     times: dict[str, list[float]] = {name: [] for name in builds}
-    for rep in range(reps + 2):
+    turns = -(-reps // (BLOCK - 1))
+    for _ in range(turns + 1):  # the first turn of each build warms up
         for name, runtime in builds.items():
-            start = time.perf_counter()
-            runtime.run(images, threads)
-            if rep >= 2:
-                times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
+            for call in range(BLOCK):
+                start = time.perf_counter()
+                runtime.run(images, threads)
+                if call > 0:
+                    times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(values[BLOCK - 1 :]) for name, values in times.items()}
 
 
 def main() -> None:
@@ -135,7 +139,8 @@ def main() -> None:
         "model": f"bnext_tiny, {SIZE} px, random weights (calibrated BatchNorm)",
         "base": args.base,
         "new": head.stdout.strip() + (" + uncommitted runtime/ changes" if dirty.stdout.strip() else ""),
-        "method": f"both builds in one process, calls interleaved, medians of {reps} calls after 2 warm-up calls",
+        "method": f"both builds in one process, in turns of {BLOCK} calls (the first untimed), medians of about "
+        f"{reps} calls after a warm-up turn",
         "rows": [],
     }
     with tempfile.TemporaryDirectory() as folder:
