@@ -37,6 +37,7 @@ from bnext import create_model
 from bnext.card import card_from_payload
 from bnext.deploy import peers
 from bnext.deploy.bench import (
+    SETTLE_SECONDS,
     BinaryLayer,
     LayerRunner,
     binary_conv_macs,
@@ -47,6 +48,7 @@ from bnext.deploy.bench import (
     packed_from_model,
     prebinarized_float_model,
     threads,
+    timed_calls,
     torch_conv_calls,
 )
 from bnext.deploy.runtime import PackedModel, resolved_path
@@ -176,7 +178,7 @@ def end_to_end(
     calls = {"bnext_runtime": lambda: packed.native(array), "torch_fp32": lambda: float_model(channels_last)}
     calls.update({name: (lambda run=run: run(array)) for name, run in runners.items()})
     with threads(count), torch.inference_mode():
-        seconds = median_seconds(calls, reps, warmup=2, block=BLOCK)
+        seconds = median_seconds(calls, reps, warmup=2, block=BLOCK, settle=SETTLE_SECONDS)
     return {name: 1e3 * value for name, value in seconds.items()}
 
 
@@ -218,11 +220,12 @@ def time_layer(layer: BinaryLayer, generator: torch.Generator, count: int, reps:
         **torch_conv_calls(x, signs, layer),
     }
     with threads(count), torch.inference_mode():
-        ms = {key: 1e3 * value for key, value in median_seconds(calls, reps, block=BLOCK).items()}
+        seconds = median_seconds(calls, reps, block=BLOCK, settle=SETTLE_SECONDS)
+    ms = {key: 1e3 * value for key, value in seconds.items()}
     return {
-        "bnext_ms": 1e3 * median(runner.seconds),
+        "bnext_ms": 1e3 * median(timed_calls(runner.seconds, BLOCK)),
         "bnext_call_ms": ms["bnext_call_ms"],
-        "openvino_ms": median(node_ms),
+        "openvino_ms": median(timed_calls(node_ms, BLOCK)),
         "openvino_call_ms": ms["openvino_call_ms"],
         "torch_ms": min(ms["torch_channels_last"], ms["torch_nchw"]),
     }

@@ -1,8 +1,8 @@
 """A/B of two builds of the C++ runtime on the same ``.bnx``: this working tree's ``runtime/`` against a base
 commit's, both built here (CMake, Release) and loaded side by side in one process, taking turns of a few
 calls (the first untimed; medians), at 1 and 2 threads and batch 1 and 8, with the per-op-kind split of each
-and the largest logit difference between them. The model: bnext_tiny at 224 px with random weights and BatchNorm statistics
-calibrated on random images (as benchmarks/runtime_bench.py makes it).
+and the largest logit difference between them. The model: bnext_tiny at 224 px with random weights and
+BatchNorm statistics calibrated on random images (as benchmarks/runtime_bench.py makes it).
 
     python benchmarks/runtime_ab.py --base 9ab5475
 
@@ -28,6 +28,7 @@ import torch
 from bnext_runtime import open_library
 
 from bnext.card import ModelCard
+from bnext.deploy.bench import SETTLE_SECONDS
 from bnext.deploy.export import packed_model
 from bnext.deploy.fileformat import write_bnx
 from bnext.hardware import cpu_model, isa_summary
@@ -111,6 +112,7 @@ def interleaved(builds: dict[str, Build], images: np.ndarray, threads: int, reps
     turns = -(-reps // (BLOCK - 1))
     for _ in range(turns + 1):  # the first turn of each build warms up
         for name, runtime in builds.items():
+            time.sleep(SETTLE_SECONDS)
             for call in range(BLOCK):
                 start = time.perf_counter()
                 runtime.run(images, threads)

@@ -50,7 +50,14 @@ from bnext import create_model
 from bnext.benchmarking import command_line
 from bnext.checkpoint import save_checkpoint
 from bnext.deploy import export_checkpoint, peers
-from bnext.deploy.bench import median, median_seconds, packed_from_model, prebinarized_float_model, threads
+from bnext.deploy.bench import (
+    SETTLE_SECONDS,
+    median,
+    median_seconds,
+    packed_from_model,
+    prebinarized_float_model,
+    threads,
+)
 from bnext.deploy.reference import run_graph
 from bnext.deploy.runtime import supported_paths
 from bnext.hardware import cpu_model, isa_summary
@@ -232,7 +239,7 @@ def speed(
             images = torch.randn(batch, 3, size, size, generator=generator)
             calls = {"bnext_runtime": partial(current, images), "previous": partial(previous, images)}
             with threads(count), torch.inference_mode():
-                seconds = median_seconds(calls, reps, block=BLOCK)
+                seconds = median_seconds(calls, reps, block=BLOCK, settle=SETTLE_SECONDS)
             row = {
                 "batch": batch,
                 "threads": count,

@@ -15,8 +15,10 @@ namespace bnext::detail {
 namespace {
 
 // How long an idle worker polls for the next loop before it sleeps: a model's loops follow each other within
-// microseconds, and a sleeping worker takes tens of microseconds to wake.
-constexpr std::chrono::microseconds kSpin{200};
+// microseconds, and a woken worker arrives late (hundreds of microseconds in a VM) and then holds the chunk it
+// claims. 200 us let the worker sleep between the back-to-back calls of a benchmark (a 1x1 conv at 56 px ran no
+// faster at 2 threads than at 1); OpenMP (libgomp) spins for milliseconds too.
+constexpr std::chrono::microseconds kSpin{2000};
 
 inline void relax() {
 #if defined(__x86_64__) || defined(__i386__)

@@ -70,12 +70,23 @@ def packed_from_model(
     return load_packed(header, arrays, kernel_path)
 
 
-def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, block: int = 1) -> dict[str, float]:
+# Calls per turn of a runtime in an interleaved timing (the first untimed), and the pause before each turn: thread
+# pools spin for a while after a call (PyTorch's OpenMP threads for milliseconds), and a runtime timed while
+# another's threads still spin shares its cores with them. bnext's runtime has its own pool since it dropped
+# OpenMP, so it no longer shares PyTorch's: timed right after PyTorch calls without the pause, a 3x3 conv of
+# bnext_small read 2.8 ms at 2 threads instead of 1.4.
+TURN_CALLS = 5
+SETTLE_SECONDS = 0.02
+
+
+def median_seconds(
+    calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, block: int = 1, settle: float = 0.0
+) -> dict[str, float]:
     """Median wall time of each call, the calls interleaved rep by rep.
 
-    With ``block > 1`` each turn runs one call ``block`` times in a row, the first untimed: thread
-    pools spin for a while after a call and sleep after longer idling, so in one process a runtime
-    timed right after another would pay for the other's spinning pool or for waking its own.
+    With ``block > 1`` each turn runs one call ``block`` times in a row, the first untimed, after a pause of
+    ``settle`` seconds: thread pools spin for a while after a call and sleep after longer idling, so in one
+    process a runtime timed right after another would pay for the other's spinning pool or for waking its own.
     """
     for _ in range(warmup):
         for call in calls.values():
@@ -83,6 +94,8 @@ def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int =
     times: dict[str, list[float]] = {key: [] for key in calls}
     for _ in range(max(1, reps // block)):
         for key, call in calls.items():
+            if settle > 0:
+                time.sleep(settle)
             if block > 1:
                 call()
             for _ in range(block):
@@ -90,6 +103,13 @@ def median_seconds(calls: dict[str, Callable[[], Any]], reps: int, warmup: int =
                 call()
                 times[key].append(time.perf_counter() - start)
     return {key: median(values) for key, values in times.items()}
+
+
+def timed_calls(values: list[float], block: int, warmup: int = 2) -> list[float]:
+    """What a call recorded itself (e.g. an op's own time) on the calls :func:`median_seconds` timed: without
+    its ``warmup`` calls and, with ``block > 1``, each turn's untimed first call."""
+    values = values[warmup:]
+    return values if block <= 1 else [v for i, v in enumerate(values) if i % (block + 1) != 0]
 
 
 def median(values: list[float]) -> float:
@@ -187,8 +207,9 @@ def time_layer(layer: BinaryLayer, generator: torch.Generator, reps: int) -> dic
     runner = LayerRunner(layer, torch.get_num_threads())
     array = x.numpy()
     with torch.inference_mode():
-        seconds = median_seconds({**torch_conv_calls(x, signs, layer), "packed": lambda: runner(array)}, reps)
-    packed = median(runner.seconds)
+        calls = {**torch_conv_calls(x, signs, layer), "packed": lambda: runner(array)}
+        seconds = median_seconds(calls, max(reps, TURN_CALLS), block=TURN_CALLS, settle=SETTLE_SECONDS)
+    packed = median(timed_calls(runner.seconds, TURN_CALLS))
     macs = binary_conv_macs(layer)
     best_torch = min(seconds["torch_channels_last"], seconds["torch_nchw"])
     return {
