@@ -613,3 +613,26 @@ def test_bnx_header_that_is_not_an_object_is_refused(tmp_path, header, message):
     (tmp_path / "bad.bnx").write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(UserError, match=message):
         load(tmp_path / "bad.bnx")
+
+
+def test_metrics_log_resume_drops_the_cut_line_of_a_killed_append(tmp_path: Path) -> None:
+    from bnext.train.metrics import MetricsLog
+
+    good = [{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 1.2}, {"epoch": 2, "loss": 1.1}]
+    text = "".join(json.dumps(r) + "\n" for r in good) + '{"epoch": 3, "lo'
+    (tmp_path / "metrics.jsonl").write_text(text)
+    log = MetricsLog(tmp_path)
+    log.resume(2)
+    assert log.records == good[:2]
+    assert [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == good[:2]
+
+
+@pytest.mark.parametrize("damage", ["not json at all", "[1, 2]", '{"loss": 1.0}', '{"epoch": "3"}', '{"epoch": -1}'])
+def test_metrics_log_resume_refuses_a_damaged_line(tmp_path: Path, damage: str) -> None:
+    from bnext.train.metrics import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"epoch": 0}) + "\n" + damage + "\n" + json.dumps({"epoch": 1}) + "\n")
+    with pytest.raises(UserError, match=r"metrics.jsonl: line 2 is not an epoch record.*move it away"):
+        MetricsLog(tmp_path).resume(2)
+    assert path.read_text().splitlines()[1] == damage  # nothing was rewritten

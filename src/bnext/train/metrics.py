@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bnext.atomic import atomic_write
+from bnext.errors import UserError
+
 
 class MetricsLog:
     """Appends epoch records to ``OUTPUT/metrics.jsonl`` and redraws ``OUTPUT/curves.png``."""
@@ -23,12 +26,13 @@ class MetricsLog:
             self.writer = SummaryWriter(str(output / "tensorboard"))
 
     def resume(self, next_epoch: int) -> None:
-        """Keep the records of epochs before ``next_epoch`` (drop any written after the checkpoint)."""
+        """Keep the records of epochs before ``next_epoch`` (drop any written after the checkpoint), rewritten
+        atomically. A run killed while appending leaves a cut last line: it is dropped (its epoch comes again)."""
         if self.path.is_file():
-            lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            self.records = [r for r in lines if r["epoch"] < next_epoch]
+            self.records = [r for r in read_records(self.path) if r["epoch"] < next_epoch]
         self.path.parent.mkdir(parents=True, exist_ok=True)  # resuming into a new run folder
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        text = "".join(json.dumps(r) + "\n" for r in self.records).encode()
+        atomic_write(self.path, lambda handle: handle.write(text))
 
     def log(self, record: dict[str, Any]) -> None:
         self.records.append(record)
@@ -40,6 +44,29 @@ class MetricsLog:
                     self.writer.add_scalar(key, value, record["epoch"])
             self.writer.flush()
         plot_curves(self.records, self.plot_path)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The epoch records of a ``metrics.jsonl``; a cut last line (a killed append) is left out. Any other line
+    that is not a JSON object with a whole ``epoch`` is a UserError naming the file, the line and the fix."""
+    lines = [(number, line) for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)]
+    lines = [(number, line) for number, line in lines if line.strip()]
+    records = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if index == len(lines) - 1:  # the append a kill interrupted
+                break
+            record = None
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if type(epoch) is not int or epoch < 0:
+            raise UserError(
+                f"{path}: line {number} is not an epoch record (a JSON object with a whole 'epoch'): the file is "
+                "damaged; move it away to resume (the checkpoint is intact: a fresh metrics.jsonl is started)"
+            )
+        records.append(record)
+    return records
 
 
 def _duration(seconds: float) -> str:
