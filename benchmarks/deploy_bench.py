@@ -60,7 +60,7 @@ def ms_by_op_kind(model: torch.nn.Module, name: str, input_size: int, reps: int)
     packed = packed_from_model(model, name, {})
     packed.set_threads(1)
     with threads(1):
-        return op_breakdown(packed, torch.randn(1, 3, input_size, input_size), reps)
+        return op_breakdown(packed.native, torch.randn(1, 3, input_size, input_size).numpy(), reps)
 
 
 def chart(result: dict, path: Path) -> Path:

@@ -13,22 +13,20 @@ kernel change there (the base must have the same C API: commits from 9ab5475 on)
 from __future__ import annotations
 
 import argparse
-import ctypes
-import statistics
 import subprocess
 import tarfile
 import tempfile
-import time
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import bnext_runtime
 import numpy as np
 import torch
-from bnext_runtime import open_library
 
 from bnext.card import ModelCard
-from bnext.deploy.bench import SETTLE_SECONDS
+from bnext.deploy.bench import SETTLE_SECONDS, median_seconds, op_breakdown
 from bnext.deploy.export import packed_model
 from bnext.deploy.fileformat import write_bnx
 from bnext.hardware import cpu_model, isa_summary
@@ -42,7 +40,6 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 224
-FLOATS = ctypes.POINTER(ctypes.c_float)
 
 
 def build(source: Path, folder: Path) -> Path:
@@ -61,64 +58,9 @@ def base_source(revision: str, folder: Path) -> Path:
     return folder / "runtime"
 
 
-class Build:
-    """One build's library with the model loaded (raw C API: both builds live in one process)."""
-
-    def __init__(self, library: Path, model: Path, classes: int) -> None:
-        self.lib = open_library(library)
-        self.handle = self.lib.bnext_model_load_file(str(model).encode(), None)
-        if not self.handle:
-            raise SystemExit(f"{library} cannot load {model}: {self.lib.bnext_last_error().decode()}")
-        self.classes = classes
-        self.kernel_path = self.lib.bnext_model_kernel_path(self.handle).decode()
-
-    def run(self, images: np.ndarray, threads: int) -> np.ndarray:
-        """Logits of one call at ``threads`` threads."""
-        self.lib.bnext_model_set_threads(self.handle, threads)
-        out = np.empty((images.shape[0], self.classes), np.float32)
-        status = self.lib.bnext_model_run(
-            self.handle, images.ctypes.data_as(FLOATS), *images.shape, out.ctypes.data_as(FLOATS)
-        )
-        if status != 0:
-            raise SystemExit(self.lib.bnext_last_error().decode())
-        return out
-
-    def kinds(self, images: np.ndarray, reps: int) -> dict[str, float]:
-        """Median ms per op kind of one call at 1 thread (the runtime's own per-op times)."""
-        self.lib.bnext_model_set_profiling(self.handle, 1)
-        rows: list[list[tuple[str, float]]] = []
-        for _ in range(reps):
-            self.run(images, 1)
-            row = []
-            for index in range(int(self.lib.bnext_model_num_ops(self.handle))):
-                name, kind, seconds = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_double()
-                self.lib.bnext_model_op_time(
-                    self.handle, index, ctypes.byref(name), ctypes.byref(kind), ctypes.byref(seconds)
-                )
-                row.append((kind.value.decode(), seconds.value))
-            rows.append(row)
-        self.lib.bnext_model_set_profiling(self.handle, 0)
-        totals: dict[str, float] = {}
-        for index, (kind, _) in enumerate(rows[0]):
-            totals[kind] = round(totals.get(kind, 0.0) + 1e3 * statistics.median(r[index][1] for r in rows), 3)
-        return totals
-
-
-def interleaved(builds: dict[str, Build], images: np.ndarray, threads: int, reps: int) -> dict[str, float]:
-    """Median ms per call of each build, the builds taking turns of BLOCK calls whose first is not timed: a
-    build's threads may still be spinning when the other's turn starts (the base's OpenMP threads spin for
-    a while after each loop), and that first call pays for it."""
-    times: dict[str, list[float]] = {name: [] for name in builds}
-    turns = -(-reps // (BLOCK - 1))
-    for _ in range(turns + 1):  # the first turn of each build warms up
-        for name, runtime in builds.items():
-            time.sleep(SETTLE_SECONDS)
-            for call in range(BLOCK):
-                start = time.perf_counter()
-                runtime.run(images, threads)
-                if call > 0:
-                    times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(values[BLOCK - 1 :]) for name, values in times.items()}
+def load_build(library: Path, model: Path) -> bnext_runtime.Model:
+    """``model`` loaded by the library at ``library`` (both builds live in one process)."""
+    return bnext_runtime.load(model, lib=bnext_runtime.open_library(library))
 
 
 def main() -> None:
@@ -141,8 +83,8 @@ def main() -> None:
         "model": f"bnext_tiny, {SIZE} px, random weights (calibrated BatchNorm)",
         "base": args.base,
         "new": head.stdout.strip() + (" + uncommitted runtime/ changes" if dirty.stdout.strip() else ""),
-        "method": f"both builds in one process, in turns of {BLOCK} calls (the first untimed), medians of about "
-        f"{reps} calls after a warm-up turn",
+        "method": f"both builds in one process, in turns of {BLOCK} calls (the first untimed) after a "
+        f"{SETTLE_SECONDS * 1e3:.0f} ms pause, medians of about {reps} calls",
         "rows": [],
     }
     with tempfile.TemporaryDirectory() as folder:
@@ -154,12 +96,16 @@ def main() -> None:
             "base": build(base_source(args.base, folder / "base"), folder / "base-build"),
             "new": build(ROOT / "runtime", folder / "new-build"),
         }
-        builds = {name: Build(library, bnx, 1000) for name, library in libraries.items()}
+        builds = {name: load_build(library, bnx) for name, library in libraries.items()}
         for batch in (1,) if args.quick else (1, 8):
             images = torch.randn(batch, 3, SIZE, SIZE, generator=generator).numpy()
-            gap = float(np.abs(builds["new"].run(images, 1) - builds["base"].run(images, 1)).max())
+            gap = float(np.abs(builds["new"](images) - builds["base"](images)).max())
             for threads in (1, 2):
-                ms = interleaved(builds, images, threads, reps)
+                for runtime in builds.values():
+                    runtime.threads = threads
+                calls = {name: partial(runtime, images) for name, runtime in builds.items()}
+                seconds = median_seconds(calls, reps, block=BLOCK, settle=SETTLE_SECONDS)
+                ms = {name: 1e3 * value for name, value in seconds.items()}
                 row = {"batch": batch, "threads": threads, "base_ms": ms["base"], "new_ms": ms["new"]}
                 row |= {"speedup": ms["base"] / ms["new"], "max_abs_logit_diff": gap}
                 result["rows"].append(row)
@@ -169,7 +115,9 @@ def main() -> None:
                     flush=True,
                 )
         images = torch.randn(1, 3, SIZE, SIZE, generator=generator).numpy()
-        result["op_kinds_ms_batch1_1thread"] = {name: b.kinds(images, reps) for name, b in builds.items()}
+        for runtime in builds.values():
+            runtime.threads = 1
+        result["op_kinds_ms_batch1_1thread"] = {name: op_breakdown(b, images, reps) for name, b in builds.items()}
         result["kernel_paths"] = {name: b.kernel_path for name, b in builds.items()}
     print("wrote", write_result(f"runtime_ab_{kernel_path}", result, args.quick))
 

@@ -43,9 +43,12 @@ def supported_kernel_paths() -> list[str]:
     return library().bnext_supported_kernel_paths().decode().split(",")
 
 
-def load(source: str | Path | bytes, kernel_path: str | None = None, threads: int = 1) -> Model:
-    """A model from a ``.bnx`` path or its bytes; ``kernel_path`` None takes the fastest this CPU runs."""
-    lib = library()
+def load(
+    source: str | Path | bytes, kernel_path: str | None = None, threads: int = 1, lib: ctypes.CDLL | None = None
+) -> Model:
+    """A model from a ``.bnx`` path or its bytes; ``kernel_path`` None takes the fastest this CPU runs. ``lib``: a
+    library from :func:`open_library` (another build, e.g. for an A/B in one process); None: the installed one."""
+    lib = lib or library()
     path_arg = kernel_path.encode() if kernel_path else None
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
@@ -53,8 +56,8 @@ def load(source: str | Path | bytes, kernel_path: str | None = None, threads: in
     else:
         handle = lib.bnext_model_load_file(str(source).encode(), path_arg)
     if not handle:
-        raise ModelError(last_error())
-    model = Model(handle)
+        raise ModelError(last_error(lib))
+    model = Model(handle, lib)
     model.threads = threads
     return model
 
@@ -62,8 +65,8 @@ def load(source: str | Path | bytes, kernel_path: str | None = None, threads: in
 class Model:
     """A loaded model: ``model(images) -> logits``. Use one per thread (a run reuses the model's memory)."""
 
-    def __init__(self, handle: int) -> None:
-        self._lib = library()
+    def __init__(self, handle: int, lib: ctypes.CDLL | None = None) -> None:
+        self._lib = lib or library()
         self._handle = ctypes.c_void_p(handle)
         dims = [ctypes.c_int64() for _ in range(3)]
         self._lib.bnext_model_input_shape(self._handle, *(ctypes.byref(d) for d in dims))
@@ -139,7 +142,7 @@ class Model:
 
     def _check(self, status: int) -> None:
         if status != 0:
-            raise ModelError(last_error())
+            raise ModelError(last_error(self._lib))
 
 
 def _floats(array: np.ndarray) -> Any:

@@ -74,5 +74,6 @@ def open_library(path: str | Path) -> ctypes.CDLL:
     return lib
 
 
-def last_error() -> str:
-    return library().bnext_last_error().decode("utf-8", "replace")
+def last_error(lib: ctypes.CDLL | None = None) -> str:
+    """The C library's last error text (``lib``: a library from open_library; None: the installed one)."""
+    return (lib or library()).bnext_last_error().decode("utf-8", "replace")

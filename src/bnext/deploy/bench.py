@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from bnext.deploy.runtime import PackedModel, load_packed, native_runtime, resol
 from bnext.hardware import cpu_model, isa_summary
 from bnext.nn import set_temperature
 from bnext.nn.binary_conv import BinaryConv2d
+
+if TYPE_CHECKING:
+    import bnext_runtime
 
 
 class SignConv(nn.Module):
@@ -245,9 +248,10 @@ def time_split(packed: PackedModel, images: torch.Tensor, reps: int) -> dict[str
     return {"binary_conv_share": inside / sum(per_op), "fp_ops_share": 1 - inside / sum(per_op)}
 
 
-def op_breakdown(packed: PackedModel, images: torch.Tensor, reps: int) -> dict[str, float]:
-    """Median ms per op kind of one packed run (the runtime's own per-op times)."""
-    rows = [packed.native.profile(images.numpy()) for _ in range(reps)]
+def op_breakdown(native: bnext_runtime.Model, images: np.ndarray, reps: int) -> dict[str, float]:
+    """Median ms per op kind of one run of a C++ runtime model (``PackedModel.native``: the runtime's own per-op
+    times)."""
+    rows = [native.profile(images) for _ in range(reps)]
     totals: dict[str, float] = {}
     for index, (_, kind, _) in enumerate(rows[0]):
         totals[kind] = totals.get(kind, 0.0) + 1e3 * median([row[index][2] for row in rows])
